@@ -1,0 +1,747 @@
+"""omniq's logging, built on loguru.
+
+Core API: :func:`configure`, :func:`get_logger`, :func:`task_context`, :func:`bind_task`
+(plus :func:`current_correlation_id` and :func:`reset`). Event helpers: ``log_task_*``,
+``log_worker_*``, :func:`log_storage_error`, :func:`log_serialization_error`.
+
+Etiquette: importing omniq adds no sink and removes none. omniq's own records stay silent
+until :func:`configure` is called, or until the first omniq log call finds
+``OMNIQ_LOG_LEVEL``, ``OMNIQ_LOG_MODE`` or ``OMNIQ_LOG_FILE`` set, which configures from
+the environment once. :func:`configure` only ever replaces the sinks omniq itself added.
+
+This module must not import other omniq modules: everything else imports it. omniq's own
+modules log through :func:`get_logger` or the helpers, never the bare loguru logger, so
+that each of their records carries the ``_omniq`` marker applications can filter on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from datetime import time as daytime
+from datetime import timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
+
+from loguru import logger as _root_logger
+
+if TYPE_CHECKING:
+    from loguru import Logger, Message, Record, Writable
+
+__all__ = [
+    "ALLOWED_LEVELS",
+    "ALLOWED_MODES",
+    "ENV_FILE",
+    "ENV_LEVEL",
+    "ENV_MODE",
+    "ENV_RETENTION",
+    "ENV_ROTATION",
+    "bind_task",
+    "configure",
+    "current_correlation_id",
+    "get_logger",
+    "log_serialization_error",
+    "log_storage_error",
+    "log_task_completed",
+    "log_task_enqueued",
+    "log_task_failed",
+    "log_task_started",
+    "log_worker_started",
+    "log_worker_stopped",
+    "reset",
+    "task_context",
+]
+
+LOGGER_NAME = "omniq"
+
+ENV_LEVEL = "OMNIQ_LOG_LEVEL"
+ENV_MODE = "OMNIQ_LOG_MODE"
+ENV_FILE = "OMNIQ_LOG_FILE"
+ENV_ROTATION = "OMNIQ_LOG_ROTATION"
+ENV_RETENTION = "OMNIQ_LOG_RETENTION"
+# Rotation and retention only shape a file sink, so on their own they don't switch logging on.
+_ENV_TRIGGERS = (ENV_LEVEL, ENV_MODE, ENV_FILE)
+
+ALLOWED_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+ALLOWED_MODES = ("DEV", "PROD")
+DEFAULT_LEVEL = "INFO"
+DEFAULT_MODE = "DEV"
+DEFAULT_ROTATION = "100 MB"
+DEFAULT_RETENTION = "30 days"
+
+# Every record omniq emits, and every record logged through a logger omniq hands out, carries
+# this extra key. omniq's sinks select on it, and applications can filter their own sinks by it.
+MARKER = "_omniq"
+
+RotationValue: TypeAlias = "str | int | daytime | timedelta"
+RetentionValue: TypeAlias = "str | int | timedelta"
+SinkValue: TypeAlias = "TextIO | Writable | Callable[[Message], None]"
+
+# Ambient correlation id of the innermost task_context scope. loguru keeps its own contextvar
+# for contextualize(), but that one is private, so the queue reads ours.
+_correlation: ContextVar[str | None] = ContextVar("omniq_correlation_id", default=None)
+
+_lock = threading.RLock()
+_sink_ids: list[int] = []
+# loguru's numbers for the standard levels, for the hot-path test below.
+_DEBUG, _INFO, _WARNING, _ERROR = 10, 20, 30, 40
+_OFF = 1_000  # above every level: nothing passes
+# The lowest level omniq emits, or _OFF until configure() runs (explicitly or from the
+# environment). Records below it are never built, so they cost nothing and reach no sink,
+# the application's included. Read without the lock on the hot path: an int load is atomic.
+_threshold = _OFF
+_env_checked = False  # the one-time look at OMNIQ_LOG_* has happened
+
+# Libraries built on loguru disable their namespace and let the application opt in.
+_root_logger.disable(LOGGER_NAME)
+
+_marked: Logger = _root_logger.bind(**{MARKER: True})
+# depth=1 so a record's name/function/line point at whoever called the helper
+# (say omniq._async.worker), not at this module.
+_events: Logger = _root_logger.opt(depth=1).bind(**{MARKER: True})
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class _Settings:
+    level: str
+    mode: str
+    file: Path | None
+    rotation: RotationValue
+    retention: RetentionValue
+    compression: str | None
+    sink: SinkValue | None
+    colorize: bool | None
+    sources: Mapping[str, str]  # option name -> env var it came from, for error messages
+
+
+def configure(
+    level: str | None = None,
+    *,
+    mode: str | None = None,
+    file: str | os.PathLike[str] | None = None,
+    rotation: RotationValue | None = None,
+    retention: RetentionValue | None = None,
+    compression: str | None = None,
+    sink: SinkValue | None = None,
+    colorize: bool | None = None,
+) -> None:
+    """Enable omniq's records and (re)install omniq's sink(s).
+
+    Each argument left as ``None`` falls back to its ``OMNIQ_LOG_*`` environment variable,
+    then to the default (INFO, DEV, no file, "100 MB", "30 days"). Records go to ``file``
+    when one is set, otherwise to ``sink`` (default: ``sys.stderr``); passing both writes
+    to both. Sinks added by an earlier ``configure()`` are replaced; sinks the application
+    added are never touched.
+
+    Raises ``ValueError`` for an unknown level or mode or an unparsable rotation, retention
+    or compression, and ``OSError`` when the log file cannot be opened for appending. On
+    error the previous configuration stays in place.
+    """
+    settings = _resolve(
+        level=level,
+        mode=mode,
+        file=file,
+        rotation=rotation,
+        retention=retention,
+        compression=compression,
+        sink=sink,
+        colorize=colorize,
+    )
+    with _lock:
+        _apply(settings)
+
+
+def reset() -> None:
+    """Undo :func:`configure`: remove omniq's sinks and silence omniq's records again.
+
+    The environment is looked at afresh on the next omniq log call. Meant for tests and for
+    applications that reconfigure logging wholesale; it flushes file sinks.
+    """
+    global _threshold, _env_checked
+    with _lock:
+        _remove_own_sinks()
+        _root_logger.disable(LOGGER_NAME)
+        _threshold = _OFF
+        _env_checked = False
+
+
+def _resolve(
+    *,
+    level: str | None,
+    mode: str | None,
+    file: str | os.PathLike[str] | None,
+    rotation: RotationValue | None,
+    retention: RetentionValue | None,
+    compression: str | None,
+    sink: SinkValue | None,
+    colorize: bool | None,
+) -> _Settings:
+    """Merge arguments over the environment over defaults, and validate the result."""
+    sources: dict[str, str] = {}
+
+    def from_env(name: str, explicit: Any, env_var: str) -> Any:
+        if explicit is not None:
+            return explicit
+        value = os.environ.get(env_var, "").strip()
+        if value:
+            sources[name] = env_var
+            return value
+        return None
+
+    raw_level = from_env("level", level, ENV_LEVEL) or DEFAULT_LEVEL
+    raw_mode = from_env("mode", mode, ENV_MODE) or DEFAULT_MODE
+    raw_file = from_env("file", file, ENV_FILE)
+    raw_rotation = from_env("rotation", rotation, ENV_ROTATION) or DEFAULT_ROTATION
+    raw_retention = from_env("retention", retention, ENV_RETENTION) or DEFAULT_RETENTION
+
+    checked_level = _check_choice("level", raw_level, ALLOWED_LEVELS, sources)
+    checked_mode = _check_choice("mode", raw_mode, ALLOWED_MODES, sources)
+    # A bare number from the environment means bytes (rotation) or a file count (retention),
+    # as the same int would when passed to configure().
+    if isinstance(raw_rotation, str) and raw_rotation.isdigit():
+        raw_rotation = int(raw_rotation)
+    if isinstance(raw_retention, str) and raw_retention.isdigit():
+        raw_retention = int(raw_retention)
+    # Checked even without a file, so a typo surfaces now rather than when a file is added.
+    _check_file_option("rotation", raw_rotation, sources)
+    _check_file_option("retention", raw_retention, sources)
+    if compression is not None:
+        _check_file_option("compression", compression, sources)
+
+    return _Settings(
+        level=checked_level,
+        mode=checked_mode,
+        file=Path(raw_file).expanduser().absolute() if raw_file is not None else None,
+        rotation=raw_rotation,
+        retention=raw_retention,
+        compression=compression,
+        sink=sink,
+        colorize=colorize,
+        sources=sources,
+    )
+
+
+def _origin(name: str, sources: Mapping[str, str]) -> str:
+    env_var = sources.get(name)
+    return f" (from {env_var})" if env_var else ""
+
+
+def _check_choice(
+    name: str, value: object, allowed: tuple[str, ...], sources: Mapping[str, str]
+) -> str:
+    normalized = value.strip().upper() if isinstance(value, str) else ""
+    if normalized not in allowed:
+        raise ValueError(
+            f"Unknown omniq log {name} {value!r}{_origin(name, sources)}; "
+            f"expected one of: {', '.join(allowed)}"
+        )
+    return normalized
+
+
+_FILE_OPTION_HINTS = {
+    "rotation": "a size ('100 MB'), an interval ('1 week', '12 hours'), a time of day "
+    "('00:00', 'sunday at 12:00'), a frequency ('daily'), or an int number of bytes",
+    "retention": "a duration ('30 days', '1 week') or an int number of files to keep",
+    "compression": "an archive format: 'gz', 'bz2', 'xz', 'lzma', 'tar', 'tar.gz', "
+    "'tar.bz2', 'tar.xz' or 'zip'",
+}
+
+
+def _check_file_option(name: str, value: object, sources: Mapping[str, str]) -> None:
+    """Let loguru parse one file-sink option now, turning its error into a clear ValueError."""
+    # loguru has no public parser for these; a file sink built with delay=True parses them
+    # without touching the file system, and a filter that rejects everything keeps records
+    # out of it. The empty temporary directory keeps retention's clean-up away from real files.
+    with tempfile.TemporaryDirectory(prefix="omniq-log-check-") as directory:
+        options: dict[str, Any] = {name: value}
+        try:
+            handler_id = _root_logger.add(
+                os.path.join(directory, "check.log"),
+                filter=lambda _record: False,
+                delay=True,
+                **options,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Invalid omniq log {name} {value!r}{_origin(name, sources)}: {exc}; "
+                f"expected {_FILE_OPTION_HINTS[name]}"
+            ) from None
+        _root_logger.remove(handler_id)
+
+
+def _check_writable(path: Path, sources: Mapping[str, str]) -> None:
+    """Fail now, in the caller, if the log file can't be written, not later in a worker."""
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            # mkdir's wording ("File exists") hides the actual problem.
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", exc.filename) from exc
+        if "{" in path.name:
+            # loguru fills placeholders such as {time} at open time; check the directory only.
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path.parent))
+        else:
+            with path.open("a", encoding="utf-8"):
+                pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename and exc.filename != str(path):
+            reason = f"{reason}: {exc.filename!r}"
+        raise OSError(
+            exc.errno,
+            f"omniq cannot write its log file {str(path)!r}{_origin('file', sources)}: {reason}",
+        ) from exc
+
+
+def _apply(settings: _Settings) -> None:
+    """Install the sinks for ``settings``, then drop the ones installed before."""
+    global _threshold, _env_checked
+    if settings.file is not None:
+        _check_writable(settings.file, settings.sources)
+
+    formatter = _format_prod if settings.mode == "PROD" else _format_dev
+    added: list[int] = []
+    try:
+        if settings.file is not None:
+            added.append(
+                _root_logger.add(
+                    str(settings.file),
+                    level=settings.level,
+                    format=formatter,
+                    filter=_is_omniq_record,
+                    colorize=False,
+                    backtrace=False,
+                    diagnose=False,
+                    # Records from every thread (and forked child) go through one queue, so
+                    # processes sharing the file never interleave partial lines.
+                    enqueue=True,
+                    rotation=settings.rotation,
+                    retention=settings.retention,
+                    compression=settings.compression,
+                )
+            )
+        if settings.sink is not None or settings.file is None:
+            added.append(
+                _root_logger.add(
+                    # sys.stderr is looked up now, so a stream redirected since import counts.
+                    settings.sink if settings.sink is not None else sys.stderr,
+                    level=settings.level,
+                    format=formatter,
+                    filter=_is_omniq_record,
+                    colorize=settings.colorize if settings.mode == "DEV" else False,
+                    # Values of local variables in tracebacks can hold secrets; keep them out.
+                    backtrace=False,
+                    diagnose=False,
+                )
+            )
+    except Exception:
+        for handler_id in added:
+            _root_logger.remove(handler_id)
+        raise
+
+    # New sinks go in before old ones leave, so a record logged meanwhile is not lost.
+    _remove_own_sinks()
+    _sink_ids.extend(added)
+    _root_logger.enable(LOGGER_NAME)
+    _threshold = _root_logger.level(settings.level).no
+    _env_checked = True
+
+
+def _remove_own_sinks() -> None:
+    while _sink_ids:
+        handler_id = _sink_ids.pop()
+        # The application may have removed it already, e.g. with a bare logger.remove().
+        with contextlib.suppress(ValueError):
+            _root_logger.remove(handler_id)
+
+
+def _configure_from_env() -> int:
+    """On the first omniq log call, configure from OMNIQ_LOG_* if any is set.
+
+    Returns the resulting threshold, so a helper can decide on its record in one expression.
+    """
+    global _env_checked
+    with _lock:
+        if _env_checked:
+            return _threshold
+        _env_checked = True
+        if not any(os.environ.get(name, "").strip() for name in _ENV_TRIGGERS):
+            return _threshold
+        # This runs inside some log call, perhaps in a worker: a bad setting must not raise
+        # there. Warn and keep going as best we can; configure() raises for the same input.
+        try:
+            settings = _resolve(
+                level=None,
+                mode=None,
+                file=None,
+                rotation=None,
+                retention=None,
+                compression=None,
+                sink=None,
+                colorize=None,
+            )
+        except ValueError as exc:
+            warnings.warn(f"omniq logging stays off: {exc}", RuntimeWarning, stacklevel=2)
+            return _threshold
+        try:
+            _apply(settings)
+        except OSError as exc:
+            warnings.warn(f"{exc}; omniq logs to stderr instead", RuntimeWarning, stacklevel=2)
+            _apply(replace(settings, file=None))
+        return _threshold
+
+
+def _is_omniq_record(record: Record) -> bool:
+    # omniq's sinks take omniq's records, not everything the application logs: the
+    # application's records already reach the application's own sinks.
+    if MARKER in record["extra"]:
+        return True
+    name = record["name"]
+    return name is not None and (name == LOGGER_NAME or name.startswith("omniq."))
+
+
+# --------------------------------------------------------------------------- formatting
+
+# Shown first, in this order, in both modes; PROD always emits them (null when unset) so
+# every line has the same schema.
+_CONTEXT_FIELDS = ("task_id", "operation", "worker", "correlation_id")
+_PROD_RESERVED = frozenset({"timestamp", "level", "logger", "message", "exception"})
+# "event" names the helper that logged; the DEV message already says it in words.
+_DEV_HIDDEN = frozenset({MARKER, "event"})
+
+# The formatters leave their output in these top-level record keys and return a template that
+# reads them back. Top-level keys, unlike "extra" (loguru's documented spot), are invisible to
+# the application's sinks: loguru serializes and shows only its own record fields.
+_JSON_KEY = "_omniq_json"
+_CONTEXT_KEY = "_omniq_context"
+
+_DEV_LINE = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <8}</level> | "
+    "<cyan>{name}</cyan>:<cyan>{line}</cyan> | <level>{message}</level>\n"
+)
+_DEV_FORMAT = _DEV_LINE + "{exception}"
+_DEV_FORMAT_WITH_CONTEXT = _DEV_LINE + "<dim>└── {" + _CONTEXT_KEY + "}</dim>\n{exception}"
+_PROD_FORMAT = "{" + _JSON_KEY + "}\n"
+# One shared encoder: json.dumps() with options builds a new one per call. NaN is refused
+# because it is not JSON; unknown objects fall back to str().
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False, allow_nan=False)
+
+
+def _format_dev(record: Record) -> str:
+    extra = record["extra"]
+    parts = [
+        f"{key}: {_dev_value(extra[key])}"
+        for key in _CONTEXT_FIELDS
+        if key in extra
+        # The correlation id is worth a column only when it says something the task id doesn't.
+        and not (key == "correlation_id" and extra[key] == extra.get("task_id"))
+    ]
+    parts.extend(
+        f"{key}: {_dev_value(value)}"
+        for key, value in extra.items()
+        if key not in _DEV_HIDDEN and key not in _CONTEXT_FIELDS
+    )
+    if not parts:
+        return _DEV_FORMAT
+    record[_CONTEXT_KEY] = " | ".join(parts)  # type: ignore[literal-required]
+    return _DEV_FORMAT_WITH_CONTEXT
+
+
+def _dev_value(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _format_prod(record: Record) -> str:
+    record[_JSON_KEY] = _json_line(record)  # type: ignore[literal-required]
+    return _PROD_FORMAT
+
+
+def _json_line(record: Record) -> str:
+    """One JSON object, no newline: the spec's fields, then any other bound extras."""
+    utc = record["time"].astimezone(timezone.utc)
+    extra = record["extra"]
+    payload: dict[str, Any] = {
+        "timestamp": utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": record["level"].name,
+        "logger": record["name"],
+        "message": record["message"],
+    }
+    for key in _CONTEXT_FIELDS:
+        payload[key] = extra.get(key)
+    for key, value in extra.items():
+        if key == MARKER or key in _CONTEXT_FIELDS:
+            continue
+        # Never let a bound extra overwrite a field the schema promises.
+        payload[f"extra_{key}" if key in _PROD_RESERVED else str(key)] = value
+    exception = record["exception"]
+    if exception is not None:
+        payload["exception"] = "".join(
+            traceback.format_exception(exception.type, exception.value, exception.traceback)
+        ).rstrip("\n")
+    try:
+        return _ENCODER.encode(payload)
+    except (TypeError, ValueError):
+        # Odd extras (non-string keys inside a dict, NaN): keep the line, stringify the values.
+        return _ENCODER.encode({key: _json_safe(value) for key, value in payload.items()})
+
+
+def _json_safe(value: object) -> object:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float) and value == value and value not in (float("inf"), -float("inf")):
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------- core API
+
+
+def get_logger() -> Logger:
+    """omniq's loguru logger: its records reach omniq's sinks and carry the ambient task context.
+
+    The context (task id, correlation id, ...) comes from the enclosing :func:`task_context`
+    at the time of each call, so a module-level ``logger = get_logger()`` is fine.
+    """
+    if not _env_checked:
+        _configure_from_env()
+    return _marked
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the innermost :func:`task_context` scope, or ``None``.
+
+    The queue stores it on every task enqueued inside such a scope, so the caller's id (say,
+    a web request's) follows the task into every attempt, retry and interval successor.
+    """
+    return _correlation.get()
+
+
+def bind_task(task_id: str, **extra: Any) -> Logger:
+    """A logger bound to ``task_id``, a correlation id, and ``extra``.
+
+    ``correlation_id`` (a keyword in ``extra``) defaults to the enclosing
+    :func:`task_context`'s correlation id, else to ``task_id``. Unlike ``task_context`` this
+    opens no scope and changes no ambient state: only records logged through the returned
+    logger carry the binding, and :func:`current_correlation_id` is unchanged.
+    """
+    if not _env_checked:
+        _configure_from_env()
+    if extra.get("correlation_id") is None:
+        extra["correlation_id"] = _correlation.get() or task_id
+    return _marked.bind(task_id=task_id, **extra)
+
+
+def task_context(
+    task_id: str, operation: str, *, correlation_id: str | None = None, **extra: Any
+) -> AbstractContextManager[Logger]:
+    """A scope for work on ``task_id``: yields a bound logger; logs duration and errors.
+
+    Inside the block every record (also those logged through the plain loguru logger, in
+    coroutines awaited from it, and in threads that copy the context such as
+    ``asyncio.to_thread``) carries ``task_id``, ``operation``, ``correlation_id`` and
+    ``extra``, and :func:`current_correlation_id` returns the correlation id. It defaults to
+    the enclosing scope's correlation id, else to ``task_id``. On exit the duration is logged
+    at DEBUG; an exception is logged at ERROR with its traceback and re-raised.
+    """
+    if not _env_checked:
+        _configure_from_env()
+    return _TaskScope(task_id, operation, correlation_id, extra)
+
+
+class _TaskScope:
+    """task_context's context manager.
+
+    A class rather than @contextmanager: cheaper on the per-task hot path, and ``__exit__``
+    runs directly in the caller's frame, so ``opt(depth=1)`` names the caller in its records.
+    """
+
+    __slots__ = ("_contextualizer", "_fields", "_started", "_token")
+
+    def __init__(
+        self, task_id: str, operation: str, correlation_id: str | None, extra: dict[str, Any]
+    ) -> None:
+        self._fields: dict[str, Any] = {
+            "task_id": task_id,
+            "operation": operation,
+            "correlation_id": correlation_id,
+            **extra,
+        }
+
+    def __enter__(self) -> Logger:
+        fields = self._fields
+        if fields["correlation_id"] is None:
+            fields["correlation_id"] = _correlation.get() or fields["task_id"]
+        self._token = _correlation.set(fields["correlation_id"])
+        # contextualize() rides on a contextvar, so the context follows awaits and copied
+        # contexts into threads, and reaches records logged through the plain loguru logger.
+        self._contextualizer = _root_logger.contextualize(**fields)
+        self._contextualizer.__enter__()
+        self._started = time.perf_counter()
+        return _marked.bind(**fields)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if _threshold <= _ERROR:
+                self._log_exit(exc_type, exc, tb)
+        finally:
+            self._contextualizer.__exit__(None, None, None)
+            _correlation.reset(self._token)
+
+    def _log_exit(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        duration = time.perf_counter() - self._started
+        operation = self._fields["operation"]
+        fields = {**self._fields, "duration": round(duration, 6)}
+        # depth=2: _log_exit <- __exit__ <- the caller's with-statement.
+        if exc is None or not isinstance(exc, Exception):
+            # Cancellation, KeyboardInterrupt and SystemExit are shutdown, not failure.
+            if _threshold <= _DEBUG:
+                outcome = (
+                    f"finished in {duration:.3f}s"
+                    if exc is None
+                    else f"interrupted after {duration:.3f}s ({type(exc).__name__})"
+                )
+                _marked.opt(depth=2).bind(**fields).debug(f"{operation} {outcome}")
+        elif getattr(exc, "_omniq_logged", False):
+            # An inner task_context logged the traceback already; don't repeat it per level.
+            _marked.opt(depth=2).bind(**fields).error(
+                f"{operation} failed after {duration:.3f}s: {exc!r}"
+            )
+        else:
+            _marked.opt(depth=2, exception=(exc_type, exc, tb)).bind(**fields).error(
+                f"{operation} failed after {duration:.3f}s: {exc!r}"
+            )
+            # An exception class with __slots__ can't be marked; worst case, a repeated traceback.
+            with contextlib.suppress(AttributeError):
+                exc._omniq_logged = True  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- event helpers
+#
+# Each helper starts with the same test so that, with logging off or its level filtered
+# out, a call costs two global loads and a return: no formatting, no bind. They run per task
+# on the hot path. The right-hand side runs once per process at most: the first call looks
+# at the environment.
+# Fields are merged into one dict before bind() so a caller's extra can't collide with them.
+
+
+def _task_fields(task_id: str, operation: str, event: str, extra: dict[str, Any]) -> dict[str, Any]:
+    fields = {"operation": operation, **extra, "task_id": task_id, "event": event}
+    if fields.get("correlation_id") is None:
+        fields["correlation_id"] = _correlation.get() or task_id
+    return fields
+
+
+def log_task_enqueued(task_id: str, func_path: str, **extra: Any) -> None:
+    """Log (INFO) that ``task_id`` was enqueued to run ``func_path``."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = _task_fields(task_id, "enqueue", "task_enqueued", extra)
+    fields["func_path"] = func_path
+    _events.bind(**fields).info(f"Task {task_id} enqueued: {func_path}")
+
+
+def log_task_started(task_id: str, attempt: int, **extra: Any) -> None:
+    """Log (INFO) that attempt number ``attempt`` (1-based) of ``task_id`` started."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = _task_fields(task_id, "execute", "task_started", extra)
+    fields["attempt"] = attempt
+    _events.bind(**fields).info(f"Task {task_id} started (attempt {attempt})")
+
+
+def log_task_completed(task_id: str, attempt: int, **extra: Any) -> None:
+    """Log (INFO) that ``task_id`` completed on attempt ``attempt``; pass ``duration=`` seconds."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = _task_fields(task_id, "execute", "task_completed", extra)
+    fields["attempt"] = attempt
+    duration = fields.get("duration")
+    took = f" in {duration:.3f}s" if isinstance(duration, (int, float)) else ""
+    _events.bind(**fields).info(f"Task {task_id} completed (attempt {attempt}){took}")
+
+
+def log_task_failed(
+    task_id: str, error: str | BaseException, will_retry: bool = False, **extra: Any
+) -> None:
+    """Log that ``task_id`` failed: WARNING if it will be retried, ERROR if that was final.
+
+    An exception passed as ``error`` is logged with its traceback.
+    """
+    level = _WARNING if will_retry else _ERROR
+    if _threshold > level and (_env_checked or _configure_from_env() > level):
+        return
+    fields = _task_fields(task_id, "execute", "task_failed", extra)
+    fields["error"] = str(error)
+    fields["will_retry"] = will_retry
+    outcome = "will retry" if will_retry else "no retries left"
+    _event_logger(error).bind(**fields).log(
+        "WARNING" if level == _WARNING else "ERROR", f"Task {task_id} failed: {error} ({outcome})"
+    )
+
+
+def log_worker_started(worker_id: str, **extra: Any) -> None:
+    """Log (INFO) that worker (pool) ``worker_id`` started."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    _events.bind(**{**extra, "worker": worker_id, "event": "worker_started"}).info(
+        f"Worker {worker_id} started"
+    )
+
+
+def log_worker_stopped(worker_id: str, **extra: Any) -> None:
+    """Log (INFO) that worker (pool) ``worker_id`` stopped."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    _events.bind(**{**extra, "worker": worker_id, "event": "worker_stopped"}).info(
+        f"Worker {worker_id} stopped"
+    )
+
+
+def log_storage_error(operation: str, error: str | BaseException, **extra: Any) -> None:
+    """Log (ERROR) a storage failure during ``operation``; keeps an exception's traceback."""
+    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
+        return
+    fields = {**extra, "operation": operation, "error": str(error), "event": "storage_error"}
+    _event_logger(error).bind(**fields).error(f"Storage error in {operation}: {error}")
+
+
+def log_serialization_error(operation: str, error: str | BaseException, **extra: Any) -> None:
+    """Log (ERROR) a serialization failure during ``operation``; keeps an exception's traceback."""
+    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
+        return
+    fields = {**extra, "operation": operation, "error": str(error), "event": "serialization_error"}
+    _event_logger(error).bind(**fields).error(f"Serialization error in {operation}: {error}")
+
+
+def _event_logger(error: str | BaseException) -> Logger:
+    if not isinstance(error, BaseException):
+        return _events
+    # opt() resets every option it is not given, so depth must be restated with exception.
+    return _marked.opt(depth=1, exception=error)

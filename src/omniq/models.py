@@ -1,0 +1,232 @@
+"""The task model shared by both twins: ``Task``, ``TaskStatus``, ``TaskError``.
+
+A :class:`Task` is an immutable snapshot of one stored task. It is also a
+read-only mapping, so ``task["status"]`` and ``task.get("error")`` work as the
+spec shows, next to attribute access (``task.status``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import traceback as traceback_module
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omniq import retry
+from omniq._validation import (
+    check_func_path,
+    normalize_args,
+    normalize_eta,
+    normalize_interval,
+    normalize_kwargs,
+    normalize_max_retries,
+    normalize_timeout,
+)
+
+
+def utcnow() -> dt.datetime:
+    """The current time as an aware UTC datetime."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class TaskStatus(str, Enum):
+    """Where a task is in its lifecycle. Compares equal to its lowercase name."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        """True for states a task never leaves (completed, failed, cancelled)."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class ErrorType:
+    """The ``error_type`` values omniq itself writes (users may use their own)."""
+
+    RUNTIME = "runtime"
+    TIMEOUT = "timeout"
+    IMPORT = "import"
+    ARGUMENTS = "arguments"
+    SERIALIZATION = "serialization"
+    WORKER_LOST = "worker_lost"
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """Why a task run failed, kept on the task.
+
+    ``retry_count`` is the number of executions that failed so far and
+    ``max_retries`` the task's budget of executions, so :meth:`can_retry` is the
+    queue's own retry predicate (``retry_count < max_retries``).
+    """
+
+    error_type: str
+    message: str
+    exception_type: str | None = None
+    traceback: str | None = None
+    is_retryable: bool = True
+    retry_count: int = 0
+    max_retries: int | None = None
+    timestamp: dt.datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def from_exception(
+        cls,
+        exception: BaseException,
+        error_type: str = ErrorType.RUNTIME,
+        is_retryable: bool = True,
+        retry_count: int = 0,
+        max_retries: int | None = None,
+    ) -> TaskError:
+        """Describe ``exception`` (its type, message and traceback) as a ``TaskError``."""
+        exc_type = type(exception)
+        formatted = "".join(
+            traceback_module.format_exception(exc_type, exception, exception.__traceback__)
+        )
+        return cls(
+            error_type=error_type,
+            message=str(exception) or exc_type.__name__,
+            exception_type=f"{exc_type.__module__}.{exc_type.__qualname__}",
+            traceback=formatted,
+            is_retryable=is_retryable,
+            retry_count=retry_count,
+            max_retries=max_retries,
+        )
+
+    def can_retry(self) -> bool:
+        """Whether another execution is allowed (retryable and budget not spent)."""
+        if not self.is_retryable:
+            return False
+        return self.max_retries is None or retry.should_retry(self.retry_count, self.max_retries)
+
+    def increment_retry(self) -> TaskError:
+        """A copy with ``retry_count`` one higher, for the next attempt."""
+        return dataclasses.replace(self, retry_count=self.retry_count + 1, timestamp=utcnow())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the stored form)."""
+        data = dataclasses.asdict(self)
+        data["timestamp"] = self.timestamp.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskError:
+        """Rebuild a ``TaskError`` from :meth:`to_dict` output."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        stamp = values.get("timestamp")
+        values["timestamp"] = dt.datetime.fromisoformat(stamp) if stamp else utcnow()
+        return cls(**values)
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Task(Mapping[str, Any]):
+    """One stored task, as the queue returns it. Also a read-only mapping of its fields.
+
+    ``attempts`` counts claims (see :mod:`omniq.retry`); ``max_retries`` is the
+    budget of executions (``None``: the worker's default); ``interval`` is always
+    a ``timedelta`` or ``None``; times are aware UTC datetimes.
+    """
+
+    id: str
+    func_path: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    max_retries: int | None = retry.DEFAULT_MAX_RETRIES
+    eta: dt.datetime = field(default_factory=utcnow)
+    interval: dt.timedelta | None = None
+    timeout: float | None = None
+    result: Any = None
+    error: TaskError | None = None
+    created_at: dt.datetime = field(default_factory=utcnow)
+    updated_at: dt.datetime = field(default_factory=utcnow)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    lease_until: dt.datetime | None = None
+    attempt_token: str | None = None
+    correlation_id: str | None = None
+    parent_id: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _TASK_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_TASK_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_TASK_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # args and kwargs are mutable values
+
+
+_TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
+
+
+def new_task_id() -> str:
+    """A fresh, unique task id."""
+    return str(uuid.uuid4())
+
+
+def create_task(
+    func_path: str,
+    args: Any = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    max_retries: int | None = retry.DEFAULT_MAX_RETRIES,
+    timeout: float | None = None,
+    eta: dt.datetime | None = None,
+    interval: dt.timedelta | float | None = None,
+    task_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Task:
+    """Build a validated PENDING task; bad values raise ``ValueError``/``TypeError``."""
+    now = utcnow()
+    return Task(
+        id=task_id or new_task_id(),
+        func_path=check_func_path(func_path),
+        args=normalize_args(args),
+        kwargs=normalize_kwargs(kwargs),
+        max_retries=normalize_max_retries(max_retries),
+        timeout=normalize_timeout(timeout),
+        eta=normalize_eta(eta) or now,
+        interval=normalize_interval(interval),
+        created_at=now,
+        updated_at=now,
+        correlation_id=correlation_id,
+    )
+
+
+def has_error(task: Mapping[str, Any]) -> bool:
+    """Whether the task carries a ``TaskError``."""
+    return task.get("error") is not None
+
+
+def is_failed(task: Mapping[str, Any]) -> bool:
+    """Whether the task ended FAILED."""
+    return task.get("status") == TaskStatus.FAILED
+
+
+def get_error_message(task: Mapping[str, Any]) -> str | None:
+    """The task's error message, or ``None`` when it has no error."""
+    error = task.get("error")
+    if error is None:
+        return None
+    return error.message if isinstance(error, TaskError) else str(error)

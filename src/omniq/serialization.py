@@ -1,0 +1,132 @@
+"""Encoding of task arguments and results, shared by every backend and both twins.
+
+The default codec is JSON, extended with tagged objects for the types that task
+arguments commonly carry: ``datetime``, ``date``, ``time``, ``timedelta``,
+``UUID``, ``Decimal``, ``bytes``, ``set`` and ``tuple``. Nothing in the store can
+make omniq run code: decoding only builds these plain values.
+
+Any object with ``dumps(obj) -> str`` and ``loads(text) -> object`` can replace it
+(see :class:`Serializer`); producers and workers of one store must use the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+TAG = "__omniq__"
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """What omniq needs of a codec: text out, the same value back."""
+
+    def dumps(self, obj: Any) -> str:
+        """Encode ``obj``; raise ``TypeError`` naming what cannot be encoded."""
+        ...
+
+    def loads(self, text: str) -> Any:
+        """Decode what :meth:`dumps` produced."""
+        ...
+
+
+def _encode_tagged(obj: Any) -> dict[str, Any]:
+    # Order matters: datetime is a subclass of date.
+    if isinstance(obj, dt.datetime):
+        return {TAG: "datetime", "v": obj.isoformat()}
+    if isinstance(obj, dt.date):
+        return {TAG: "date", "v": obj.isoformat()}
+    if isinstance(obj, dt.time):
+        return {TAG: "time", "v": obj.isoformat()}
+    if isinstance(obj, dt.timedelta):
+        return {TAG: "timedelta", "v": [obj.days, obj.seconds, obj.microseconds]}
+    if isinstance(obj, UUID):
+        return {TAG: "uuid", "v": str(obj)}
+    if isinstance(obj, Decimal):
+        return {TAG: "decimal", "v": str(obj)}
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {TAG: "bytes", "v": base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, (set, frozenset)):
+        return {TAG: "set", "v": [_prepare(item) for item in obj]}
+    raise TypeError(
+        f"cannot serialize a value of type {type(obj).__module__}.{type(obj).__qualname__}: "
+        f"{_short_repr(obj)} (JSON codec: use str, int, float, bool, None, list, dict, "
+        "datetime, date, time, timedelta, UUID, Decimal, bytes, set or tuple)"
+    )
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "uuid": UUID,
+    "decimal": Decimal,
+    "bytes": lambda v: base64.b64decode(v),
+    "set": set,
+    "tuple": tuple,
+}
+
+
+def _short_repr(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _prepare(obj: Any) -> Any:
+    """Turn ``obj`` into plain JSON values, tagging what JSON lacks."""
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj) or math.isinf(obj):
+            raise TypeError(f"cannot serialize the float {obj!r}: JSON has no NaN or infinity")
+        return obj
+    if isinstance(obj, list):
+        return [_prepare(item) for item in obj]
+    if isinstance(obj, tuple):
+        return {TAG: "tuple", "v": [_prepare(item) for item in obj]}
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"cannot serialize a dict key of type {type(key).__qualname__}: "
+                    f"{_short_repr(key)} (JSON object keys must be str)"
+                )
+            out[key] = _prepare(value)
+        if TAG in out:
+            # A user dict that happens to use our tag key is wrapped so it decodes as itself.
+            return {TAG: "dict", "v": out}
+        return out
+    return _encode_tagged(obj)
+
+
+def _revive(obj: dict[str, Any]) -> Any:
+    tag = obj.get(TAG)
+    if tag is None or len(obj) != 2 or "v" not in obj:
+        return obj
+    if tag == "dict":
+        return obj["v"]
+    decoder = _DECODERS.get(tag)
+    return obj if decoder is None else decoder(obj["v"])
+
+
+class JsonSerializer:
+    """The default codec: compact JSON plus tagged values (see the module docstring)."""
+
+    def dumps(self, obj: Any) -> str:
+        """Encode ``obj`` as JSON text; ``TypeError`` names the first unsupported value."""
+        return json.dumps(_prepare(obj), separators=(",", ":"), ensure_ascii=False)
+
+    def loads(self, text: str) -> Any:
+        """Decode JSON text written by :meth:`dumps`."""
+        return json.loads(text, object_hook=_revive)
+
+
+DEFAULT_SERIALIZER: Serializer = JsonSerializer()
