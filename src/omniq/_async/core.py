@@ -1,0 +1,154 @@
+"""``AsyncOmniQ``: the facade most applications use.
+
+It builds the storage and queue that ``Settings`` describe and hands out worker
+pools configured from the same settings. One instance may be shared by every
+coroutine of an application (and, in the blocking twin, by every thread).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from omniq._async.queue import AsyncTaskQueue
+from omniq._async.storage.base import AsyncBaseStorage
+from omniq._async.storage.factory import storage_from_settings
+from omniq._async.worker import AsyncWorkerPool
+from omniq._concurrency import asleep
+from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq.config import Settings
+from omniq.exceptions import TaskCancelled, TaskFailed, TaskNotFound
+from omniq.models import Task, TaskStatus
+from omniq.serialization import Serializer
+
+_RESULT_POLL_START = 0.01
+_RESULT_POLL_MAX = 0.5
+
+
+class AsyncOmniQ:
+    """Enqueue tasks, inspect them and start workers, all configured by ``Settings``."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        storage: AsyncBaseStorage | BlockingStorage | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.queue = AsyncTaskQueue(
+            storage if storage is not None else storage_from_settings(self.settings),
+            serializer,
+            max_retries=self.settings.max_retries,
+            lease_timeout=self.settings.lease_timeout,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.queue.storage!r})"
+
+    async def open(self) -> None:
+        """Open the store now (it is also opened on first use)."""
+        await self.queue.open()
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.queue.close()
+
+    async def __aenter__(self) -> AsyncOmniQ:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def enqueue(
+        self,
+        func_path: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        eta: dt.datetime | None = None,
+        interval: dt.timedelta | float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Store a task for ``func_path`` (``"module.function"``) and return its id.
+
+        See :meth:`AsyncTaskQueue.enqueue` for the options; ``max_retries``
+        defaults to ``Settings.max_retries`` (the total number of executions).
+        """
+        return await self.queue.enqueue(
+            func_path, args, kwargs, eta, interval, max_retries, timeout
+        )
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store many tasks in one transaction; each item holds :meth:`enqueue`'s arguments.
+
+        Every item is validated first, so one bad item stores none. Returns the ids
+        in order. ``max_retries`` defaults to ``Settings.max_retries``.
+        """
+        return await self.queue.enqueue_many(items)
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task (a mapping: ``task["status"]``, ``task.get("error")``) or ``None``."""
+        return await self.queue.get_task(task_id)
+
+    async def get_result(
+        self, task_id: str, *, wait: bool = False, timeout: float | None = None
+    ) -> Any:
+        """The task's result once it has completed.
+
+        Without ``wait`` an unfinished task gives ``None``. With ``wait=True`` the
+        call waits for the task to finish, at most ``timeout`` seconds (then
+        ``TimeoutError``). A failed task raises :class:`~omniq.exceptions.TaskFailed`,
+        a cancelled one :class:`~omniq.exceptions.TaskCancelled`, an unknown id
+        :class:`~omniq.exceptions.TaskNotFound`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _RESULT_POLL_START
+        while True:
+            task = await self.queue.get_task(task_id)
+            if task is None:
+                raise TaskNotFound(task_id)
+            if task.status == TaskStatus.COMPLETED:
+                return task.result
+            if task.status == TaskStatus.FAILED:
+                raise TaskFailed(task_id, task.error)
+            if task.status == TaskStatus.CANCELLED:
+                raise TaskCancelled(task_id)
+            if not wait:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout}s")
+            step = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
+            await asleep(step)
+            pause = min(pause * 2, _RESULT_POLL_MAX)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a pending task; False if it already runs, has finished or is unknown."""
+        return await self.queue.cancel(task_id)
+
+    def worker_pool(self, **overrides: Any) -> AsyncWorkerPool:
+        """A worker pool on this queue; keyword arguments override the settings.
+
+        Accepted: ``concurrency``, ``poll_interval``, ``max_retries``,
+        ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``,
+        ``handle_signals``, ``name``.
+        """
+        options: dict[str, Any] = {
+            "concurrency": self.settings.concurrency,
+            "poll_interval": self.settings.poll_interval,
+            "max_retries": self.settings.max_retries,
+            "default_timeout": self.settings.task_timeout,
+        }
+        options.update(overrides)
+        return AsyncWorkerPool(queue=self.queue, **options)

@@ -1,0 +1,428 @@
+"""``AsyncTaskQueue``: enqueue, claim, complete and fail tasks; the queue owns the policy.
+
+The queue validates input at the call that made it, encodes arguments, applies
+the retry budget and backoff (:mod:`omniq.retry`), schedules the next run of
+interval tasks and recovers tasks whose worker died. The storage only persists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from omniq import logging as omniq_logging
+from omniq import retry
+from omniq._async.storage.adapter import as_storage
+from omniq._async.storage.base import AsyncBaseStorage
+from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq.exceptions import StorageError
+from omniq.models import ErrorType, Task, TaskError, TaskStatus, create_task, new_task_id
+from omniq.records import (
+    TaskRecord,
+    Transition,
+    encode_error,
+    encode_payload,
+    record_from_task,
+    task_from_record,
+)
+from omniq.serialization import DEFAULT_SERIALIZER, Serializer
+
+DEFAULT_LEASE_TIMEOUT = 30.0
+_ENQUEUE_OPTIONS = frozenset(
+    ("func_path", "args", "kwargs", "eta", "interval", "max_retries", "timeout")
+)
+_RECOVERY_BATCH = 100
+
+
+class AsyncTaskQueue:
+    """The task queue engine: scheduling, claiming, retries and interval tasks.
+
+    ``storage`` is any omniq storage (a blocking one works too). ``max_retries``
+    is the budget for tasks enqueued without one; ``lease_timeout`` is how long a
+    claim holds a task before another worker may take it over (running workers
+    renew it while the task runs).
+    """
+
+    def __init__(
+        self,
+        storage: AsyncBaseStorage | BlockingStorage,
+        serializer: Serializer | None = None,
+        *,
+        max_retries: int = retry.DEFAULT_MAX_RETRIES,
+        lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
+        max_payload_bytes: int | None = None,
+    ) -> None:
+        self.storage = as_storage(storage)
+        self.serializer = serializer or DEFAULT_SERIALIZER
+        self.max_retries = max_retries
+        self.lease_timeout = lease_timeout
+        self.max_payload_bytes = max_payload_bytes
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.storage!r})"
+
+    async def open(self) -> None:
+        """Open the storage (also done on first use)."""
+        await self.storage.open()
+
+    async def close(self) -> None:
+        """Close the storage."""
+        await self.storage.close()
+
+    async def __aenter__(self) -> AsyncTaskQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ producing
+
+    async def enqueue(
+        self,
+        func_path: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        eta: dt.datetime | None = None,
+        interval: dt.timedelta | float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Store a new task and return its id.
+
+        ``eta`` delays the first run (a naive datetime is local time);
+        ``interval`` (a ``timedelta`` or seconds) repeats the task after each run;
+        ``max_retries`` is the total number of executions allowed (default: the
+        queue's); ``timeout`` bounds each execution in seconds. Bad values raise
+        ``ValueError``/``TypeError`` here, before anything is stored.
+        """
+        task = self._build(func_path, args, kwargs, eta, interval, max_retries, timeout)
+        record = record_from_task(task, self.serializer, self._encode(task))
+        await self._store([record])
+        omniq_logging.log_task_enqueued(
+            task.id, task.func_path, correlation_id=task.correlation_id or task.id
+        )
+        return task.id
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store many tasks in one transaction and return their ids, in order.
+
+        Each item is a mapping of :meth:`enqueue`'s arguments (``func_path``
+        required). Every item is validated and encoded before anything is
+        stored, so one bad item stores none.
+        """
+        records: list[TaskRecord] = []
+        for position, item in enumerate(items):
+            unknown = set(item) - _ENQUEUE_OPTIONS
+            if unknown or "func_path" not in item:
+                raise TypeError(
+                    f"enqueue_many item {position} must have 'func_path' and only "
+                    f"{sorted(_ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
+                )
+            task = self._build(
+                item["func_path"],
+                item.get("args"),
+                item.get("kwargs"),
+                item.get("eta"),
+                item.get("interval"),
+                item.get("max_retries"),
+                item.get("timeout"),
+            )
+            records.append(record_from_task(task, self.serializer, self._encode(task)))
+        if records:
+            await self._store(records)
+        for record in records:
+            omniq_logging.log_task_enqueued(
+                record.id, record.func_path, correlation_id=record.correlation_id or record.id
+            )
+        return [record.id for record in records]
+
+    def _build(
+        self,
+        func_path: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        eta: dt.datetime | None,
+        interval: dt.timedelta | float | None,
+        max_retries: int | None,
+        timeout: float | None,
+    ) -> Task:
+        return create_task(
+            func_path,
+            args,
+            kwargs,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            timeout=timeout,
+            eta=eta,
+            interval=interval,
+            correlation_id=omniq_logging.current_correlation_id(),
+        )
+
+    def _encode(self, task: Task) -> str:
+        try:
+            payload = encode_payload(self.serializer, task.args, task.kwargs)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"cannot enqueue {task.func_path}: {error}") from None
+        limit = self.max_payload_bytes
+        if limit is not None and len(payload.encode("utf-8")) > limit:
+            raise ValueError(
+                f"cannot enqueue {task.func_path}: its arguments encode to "
+                f"{len(payload.encode('utf-8'))} bytes, over the limit of {limit} "
+                "(Settings.max_payload_bytes); store big data elsewhere and pass a reference"
+            )
+        return payload
+
+    async def _store(self, records: list[TaskRecord]) -> None:
+        try:
+            await self.storage.add(records)
+        except (OSError, StorageError) as error:
+            omniq_logging.log_storage_error("enqueue", str(error))
+            raise StorageError(f"could not store the task: {error}") from error
+        except Exception as error:
+            # Driver errors (sqlite3.OperationalError: disk full, read-only...) are
+            # reported as one clear StorageError at the call that enqueued.
+            if type(error).__module__.split(".")[0] in ("sqlite3", "aiosqlite", "psycopg"):
+                omniq_logging.log_storage_error("enqueue", str(error))
+                raise StorageError(f"could not store the task: {error}") from error
+            raise
+
+    # ------------------------------------------------------------------ consuming
+
+    async def dequeue(self) -> Task | None:
+        """Claim the oldest due task (by eta, then enqueue order), or ``None``."""
+        tasks = await self.dequeue_many(1)
+        return tasks[0] if tasks else None
+
+    async def dequeue_many(self, limit: int, lease_timeout: float | None = None) -> list[Task]:
+        """Claim up to ``limit`` due tasks in one storage round-trip.
+
+        Each claim holds its task for ``lease_timeout`` seconds (default: the
+        queue's) unless renewed by :meth:`heartbeat`. A stored task that cannot be
+        decoded is failed on the spot (and logged), so one corrupt record never
+        stops a worker.
+        """
+        now = time.time()
+        lease = self.lease_timeout if lease_timeout is None else lease_timeout
+        records = await self.storage.claim(now, now + lease, limit)
+        tasks: list[Task] = []
+        for record in records:
+            try:
+                tasks.append(task_from_record(record, self.serializer))
+            except (ValueError, TypeError) as error:
+                omniq_logging.log_serialization_error("dequeue", str(error), task_id=record.id)
+                bad = TaskError(
+                    error_type=ErrorType.SERIALIZATION,
+                    message=f"the stored task cannot be decoded: {error}",
+                    is_retryable=False,
+                    retry_count=record.attempts if isinstance(record.attempts, int) else 0,
+                )
+                await self.storage.finish(
+                    record.id,
+                    record.attempt_token or "",
+                    Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
+                )
+        return tasks
+
+    async def complete_task(
+        self, task_id: str, result: Any = None, task: Task | None = None
+    ) -> bool:
+        """Store ``result`` and mark the task COMPLETED.
+
+        For an interval task the next run is enqueued, as a new task, in the same
+        transaction. Returns False when this attempt no longer holds the task (its
+        lease was taken over): the newer attempt's outcome is left alone.
+        """
+        task = await self._held_task(task_id, task)
+        now = time.time()
+        try:
+            encoded = self.serializer.dumps(result)
+        except (TypeError, ValueError) as error:
+            failure = TaskError(
+                error_type=ErrorType.SERIALIZATION,
+                message=f"the task's result cannot be serialized: {error}",
+                is_retryable=False,
+            )
+            return await self.fail_task(task_id, failure, task)
+        transition = Transition(
+            status=TaskStatus.COMPLETED.value,
+            now=now,
+            result=encoded,
+            successor=self._successor(task, now),
+        )
+        return await self._finish(task, transition)
+
+    async def fail_task(
+        self,
+        task_id: str,
+        error: str | BaseException | TaskError,
+        task: Task | None = None,
+        *,
+        default_max_retries: int | None = None,
+    ) -> bool:
+        """Record a failed attempt; retry with backoff iff ``attempts < max_retries``.
+
+        ``error`` may be a message, an exception or a :class:`TaskError`. A
+        non-retryable error fails the task at once. On final failure the task is
+        FAILED with the ``TaskError`` kept on it (and an interval task's next run
+        is still scheduled). Returns False when this attempt no longer holds the task.
+        """
+        task = await self._held_task(task_id, task)
+        budget = self._budget(task, default_max_retries)
+        stored_error = dataclasses.replace(
+            _as_task_error(error), retry_count=task.attempts, max_retries=budget
+        )
+        now = time.time()
+        will_retry = stored_error.is_retryable and retry.should_retry(task.attempts, budget)
+        if will_retry:
+            transition = Transition(
+                status=TaskStatus.PENDING.value,
+                now=now,
+                error=encode_error(stored_error),
+                eta=now + retry.retry_delay(task.attempts),
+            )
+        else:
+            transition = Transition(
+                status=TaskStatus.FAILED.value,
+                now=now,
+                error=encode_error(stored_error),
+                successor=self._successor(task, now),
+            )
+        changed = await self._finish(task, transition)
+        if changed:
+            omniq_logging.log_task_failed(
+                task.id,
+                str(stored_error),
+                will_retry=will_retry,
+                attempt=task.attempts,
+                correlation_id=task.correlation_id or task.id,
+            )
+        return changed
+
+    async def release(self, task: Task) -> bool:
+        """Put a claimed task back to PENDING without spending an attempt (shutdown)."""
+        if task.attempt_token is None:
+            return False
+        return await self.storage.release(task.id, task.attempt_token, time.time())
+
+    async def heartbeat(
+        self, tasks: Sequence[Task], lease_timeout: float | None = None
+    ) -> list[str]:
+        """Renew the leases of running tasks; return the ids this worker lost."""
+        leases = [(task.id, task.attempt_token) for task in tasks if task.attempt_token]
+        if not leases:
+            return []
+        lease = self.lease_timeout if lease_timeout is None else lease_timeout
+        return await self.storage.heartbeat(leases, time.time() + lease)
+
+    async def recover_expired(self, default_max_retries: int | None = None) -> int:
+        """Make tasks of dead workers (lease ran out) claimable again, or fail them.
+
+        The lost run already counted as an attempt when it was claimed, so a task
+        whose budget is spent ends FAILED with ``error_type="worker_lost"``.
+        Returns how many tasks were recovered or failed.
+        """
+        now = time.time()
+        handled = 0
+        for record in await self.storage.expired(now, _RECOVERY_BATCH):
+            if record.attempt_token is None:
+                continue
+            budget = record.max_retries
+            if budget is None:
+                budget = self.max_retries if default_max_retries is None else default_max_retries
+            lost = TaskError(
+                error_type=ErrorType.WORKER_LOST,
+                message="the worker running this task stopped before finishing it "
+                "(its lease ran out)",
+                retry_count=record.attempts,
+                max_retries=budget,
+            )
+            if retry.should_retry(record.attempts, budget):
+                transition = Transition(
+                    status=TaskStatus.PENDING.value, now=now, error=encode_error(lost), eta=now
+                )
+            else:
+                transition = Transition(
+                    status=TaskStatus.FAILED.value, now=now, error=encode_error(lost)
+                )
+            if await self.storage.finish(record.id, record.attempt_token, transition):
+                handled += 1
+        return handled
+
+    # ------------------------------------------------------------------ inspecting
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, in any state, or ``None`` if there is none."""
+        record = await self.storage.get(task_id)
+        return None if record is None else task_from_record(record, self.serializer)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a PENDING task; False if it is running, finished or unknown."""
+        return await self.storage.cancel(task_id, time.time())
+
+    # ------------------------------------------------------------------ internals
+
+    async def _held_task(self, task_id: str, task: Task | None) -> Task:
+        if task is None:
+            task = await self.get_task(task_id)
+            if task is None:
+                raise KeyError(f"no task with id {task_id!r}")
+        elif task.id != task_id:
+            raise ValueError(f"task_id {task_id!r} does not match the task's id {task.id!r}")
+        return task
+
+    def _budget(self, task: Task, default_max_retries: int | None) -> int:
+        if task.max_retries is not None:
+            return task.max_retries
+        return self.max_retries if default_max_retries is None else default_max_retries
+
+    async def _finish(self, task: Task, transition: Transition) -> bool:
+        if task.status != TaskStatus.RUNNING or task.attempt_token is None:
+            return False
+        return await self.storage.finish(task.id, task.attempt_token, transition)
+
+    def _successor(self, task: Task, now: float) -> TaskRecord | None:
+        """The next run of an interval task, due one interval after this run was due.
+
+        Slots missed while no worker ran are skipped, not replayed.
+        """
+        if task.interval is None:
+            return None
+        step = task.interval.total_seconds()
+        due = task.eta.timestamp() + step
+        if due <= now:
+            due += step * (int((now - due) // step) + 1)
+        moment = dt.datetime.fromtimestamp(due, dt.timezone.utc)
+        successor = dataclasses.replace(
+            task,
+            id=new_task_id(),
+            status=TaskStatus.PENDING,
+            attempts=0,
+            eta=moment,
+            result=None,
+            error=None,
+            created_at=dt.datetime.fromtimestamp(now, dt.timezone.utc),
+            updated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc),
+            started_at=None,
+            finished_at=None,
+            lease_until=None,
+            attempt_token=None,
+            parent_id=task.id,
+        )
+        return record_from_task(successor, self.serializer)
+
+
+def _as_task_error(error: str | BaseException | TaskError) -> TaskError:
+    if isinstance(error, TaskError):
+        return error
+    if isinstance(error, BaseException):
+        return TaskError.from_exception(error)
+    return TaskError(error_type=ErrorType.RUNTIME, message=str(error))

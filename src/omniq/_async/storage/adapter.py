@@ -1,0 +1,78 @@
+"""Use any storage with this twin's queue: a blocking one runs its calls on a thread.
+
+The spec writes ``AsyncTaskQueue(SQLiteStorage(path))``: a blocking storage given
+to the async queue. :func:`as_storage` wraps such a storage so each call runs
+off the event loop, and so a user's own blocking backend works in both twins.
+In the blocking twin, a blocking storage is already the right kind and is
+returned as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omniq._async.storage.base import AsyncBaseStorage
+from omniq._concurrency import arun_blocking
+from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq.records import TaskRecord, Transition
+
+
+class AsyncStorageAdapter(AsyncBaseStorage):
+    """Runs each call of a blocking storage on a worker thread."""
+
+    def __init__(self, inner: BlockingStorage) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    async def open(self) -> None:
+        """Open the wrapped storage."""
+        await arun_blocking(self.inner.open)
+
+    async def close(self) -> None:
+        """Close the wrapped storage."""
+        await arun_blocking(self.inner.close)
+
+    async def add(self, records: Sequence[TaskRecord]) -> None:
+        """See :meth:`AsyncBaseStorage.add`."""
+        await arun_blocking(self.inner.add, records)
+
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.claim`."""
+        return await arun_blocking(self.inner.claim, now, lease_until, limit)
+
+    async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
+        """See :meth:`AsyncBaseStorage.finish`."""
+        return await arun_blocking(self.inner.finish, task_id, token, transition)
+
+    async def release(self, task_id: str, token: str, now: float) -> bool:
+        """See :meth:`AsyncBaseStorage.release`."""
+        return await arun_blocking(self.inner.release, task_id, token, now)
+
+    async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
+        """See :meth:`AsyncBaseStorage.heartbeat`."""
+        return await arun_blocking(self.inner.heartbeat, leases, lease_until)
+
+    async def expired(self, now: float, limit: int) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.expired`."""
+        return await arun_blocking(self.inner.expired, now, limit)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """See :meth:`AsyncBaseStorage.get`."""
+        return await arun_blocking(self.inner.get, task_id)
+
+    async def cancel(self, task_id: str, now: float) -> bool:
+        """See :meth:`AsyncBaseStorage.cancel`."""
+        return await arun_blocking(self.inner.cancel, task_id, now)
+
+
+def as_storage(storage: AsyncBaseStorage | BlockingStorage) -> AsyncBaseStorage:
+    """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""
+    if isinstance(storage, AsyncBaseStorage):
+        return storage
+    if isinstance(storage, BlockingStorage):
+        return AsyncStorageAdapter(storage)
+    raise TypeError(
+        f"storage must be an omniq storage (e.g. SQLiteStorage, FileStorage), got {storage!r}"
+    )

@@ -1,0 +1,291 @@
+"""SQLite storage: the embedded default, safe across threads and OS processes.
+
+WAL mode, so readers never block the writer; ``synchronous=FULL`` by default, so
+an acknowledged enqueue survives an OS crash (``durability="fast"`` uses NORMAL:
+it survives a crash of the process only). Every write runs in a ``BEGIN
+IMMEDIATE`` transaction, which takes the write lock up front, so concurrent
+claims queue on SQLite's busy timeout instead of failing half-way. The claim is
+one ``UPDATE ... RETURNING`` over a partial index of due PENDING tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from omniq._async.storage.base import AsyncBaseStorage
+from omniq._concurrency import AsyncLock, arun_blocking
+from omniq._fs import ensure_private_file
+from omniq.exceptions import StorageError
+from omniq.records import RECORD_FIELDS, TaskRecord, Transition
+
+SCHEMA_VERSION = 1
+DB_FILENAME = "omniq.db"
+TABLE = "omniq_tasks"
+_COLUMNS = ", ".join(RECORD_FIELDS)
+_PLACEHOLDERS = ", ".join("?" for _ in RECORD_FIELDS)
+_ETA_COLUMN = 1 + RECORD_FIELDS.index("eta")  # in claim rows, which start with seq
+
+_SCHEMA = (
+    f"""
+    CREATE TABLE IF NOT EXISTS {TABLE} (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        func_path TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_retries INTEGER,
+        eta REAL NOT NULL,
+        interval REAL,
+        timeout REAL,
+        result TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        lease_until REAL,
+        attempt_token TEXT,
+        correlation_id TEXT,
+        parent_id TEXT
+    )
+    """,
+    # The claim reads this index in order and stops after LIMIT rows: its cost does
+    # not grow with the backlog. Partial, so finished tasks do not bloat it.
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, updated_at)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+_CLAIM = f"""
+    UPDATE {TABLE}
+    SET status = 'running', attempts = attempts + 1, attempt_token = ?,
+        lease_until = ?, started_at = ?, updated_at = ?
+    WHERE seq IN (
+        SELECT seq FROM {TABLE} WHERE status = 'pending' AND eta <= ?
+        ORDER BY eta, seq LIMIT ?
+    )
+    RETURNING seq, {_COLUMNS}
+"""
+
+_FINISH = f"""
+    UPDATE {TABLE}
+    SET status = ?, result = ?, error = ?, eta = COALESCE(?, eta), updated_at = ?,
+        finished_at = ?, lease_until = NULL, attempt_token = NULL
+    WHERE id = ? AND status = 'running' AND attempt_token = ?
+"""
+
+_RELEASE = f"""
+    UPDATE {TABLE}
+    SET status = 'pending', attempts = MAX(attempts - 1, 0), eta = ?, updated_at = ?,
+        lease_until = NULL, attempt_token = NULL
+    WHERE id = ? AND status = 'running' AND attempt_token = ?
+"""
+
+
+def database_path(path: str | os.PathLike[str]) -> Path:
+    """The database file for ``path``: the path itself, or ``omniq.db`` inside a directory."""
+    resolved = Path(path).expanduser()
+    return resolved / DB_FILENAME if resolved.is_dir() else resolved
+
+
+class AsyncSQLiteStorage(AsyncBaseStorage):
+    """Tasks in one SQLite database file, shared by threads and processes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "full",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = database_path(path)
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = AsyncLock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    async def open(self) -> None:
+        """Open the database, switch it to WAL, and create or check the schema."""
+        if self._conn is not None:
+            return
+        async with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                await arun_blocking(ensure_private_file, self.path)
+                conn = await aiosqlite.connect(
+                    str(self.path),
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except (OSError, aiosqlite.Error) as error:
+                raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
+            try:
+                await self._configure(conn)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        synchronous = "FULL" if self.durability == "full" else "NORMAL"
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = await conn.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} has schema version {version}, newer than this omniq "
+                    f"understands ({SCHEMA_VERSION}): upgrade omniq"
+                )
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    await conn.execute(statement)
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            await self.open()
+        assert self._conn is not None
+        return self._conn
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        # One connection is shared by every caller of this storage object, so the
+        # lock keeps their transactions from interleaving on it.
+        conn = await self._connection()
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def add(self, records: Sequence[TaskRecord]) -> None:
+        """Insert new tasks in one transaction."""
+        rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
+        async with self._transaction() as conn:
+            await conn.executemany(
+                f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", rows
+            )
+
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``."""
+        token = uuid.uuid4().hex
+        async with self._transaction() as conn:
+            cursor = await conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
+            rows = await cursor.fetchall()
+            await cursor.close()
+        # RETURNING gives rows in no promised order: restore (eta, enqueue order).
+        ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
+        return [TaskRecord(*row[1:]) for row in ordered]
+
+    async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
+        """Conditionally apply an outcome; insert the successor in the same transaction."""
+        finished_at = transition.now if transition.is_final else None
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                _FINISH,
+                (
+                    transition.status,
+                    transition.result,
+                    transition.error,
+                    transition.eta,
+                    transition.now,
+                    finished_at,
+                    task_id,
+                    token,
+                ),
+            )
+            changed = cursor.rowcount == 1
+            await cursor.close()
+            if changed and transition.successor is not None:
+                successor = transition.successor
+                await conn.execute(
+                    f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                    tuple(getattr(successor, name) for name in RECORD_FIELDS),
+                )
+        return changed
+
+    async def release(self, task_id: str, token: str, now: float) -> bool:
+        """Put an unfinished task back to PENDING without spending an attempt."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(_RELEASE, (now, now, task_id, token))
+            changed = cursor.rowcount == 1
+            await cursor.close()
+        return changed
+
+    async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
+        """Extend leases still held; report the ones lost."""
+        lost: list[str] = []
+        async with self._transaction() as conn:
+            for task_id, token in leases:
+                cursor = await conn.execute(
+                    f"UPDATE {TABLE} SET lease_until = ? "
+                    "WHERE id = ? AND status = 'running' AND attempt_token = ?",
+                    (lease_until, task_id, token),
+                )
+                if cursor.rowcount != 1:
+                    lost.append(task_id)
+                await cursor.close()
+        return lost
+
+    async def expired(self, now: float, limit: int) -> list[TaskRecord]:
+        """RUNNING tasks whose lease has run out."""
+        return await self._select(
+            f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < ? "
+            "ORDER BY lease_until LIMIT ?",
+            (now, limit),
+        )
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """The task with this id, or ``None``."""
+        rows = await self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?", (task_id,))
+        return rows[0] if rows else None
+
+    async def cancel(self, task_id: str, now: float) -> bool:
+        """Cancel a PENDING task."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE {TABLE} SET status = 'cancelled', updated_at = ?, finished_at = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (now, now, task_id),
+            )
+            changed = cursor.rowcount == 1
+            await cursor.close()
+        return changed
+
+    async def _select(self, sql: str, params: Sequence[object]) -> list[TaskRecord]:
+        conn = await self._connection()
+        async with self._lock:
+            cursor = await conn.execute(sql, params)
+            rows = await cursor.fetchall()
+            await cursor.close()
+        return [TaskRecord(*row) for row in rows]

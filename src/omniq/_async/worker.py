@@ -1,0 +1,324 @@
+"""``AsyncWorkerPool``: claim due tasks and run them, ``concurrency`` at a time.
+
+One dispatcher loop claims tasks in batches (up to the free slots), starts each
+on its own unit of concurrency (an asyncio task here, a thread in the blocking
+twin), renews the leases of running tasks, recovers tasks of dead workers, and
+sleeps on an event that a finishing task or ``stop()`` sets. Both twins run
+coroutine functions and plain functions (see ``omniq._concurrency``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import TracebackType
+from typing import Any
+
+from omniq import logging as omniq_logging
+from omniq._async.queue import AsyncTaskQueue
+from omniq._async.storage.base import AsyncBaseStorage
+from omniq._concurrency import (
+    AsyncCancelled,
+    AsyncEvent,
+    AsyncHandle,
+    AsyncThreadGuard,
+    acancel,
+    ainstall_signal_handlers,
+    ajoin,
+    arun_callable,
+    aspawn,
+)
+from omniq._functions import check_arguments, resolve_function
+from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq._validation import (
+    normalize_max_retries,
+    normalize_timeout,
+    positive_int,
+    positive_number,
+)
+from omniq.exceptions import TaskFunctionError, TaskTimeout
+from omniq.models import ErrorType, Task, TaskError
+from omniq.serialization import Serializer
+
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+class AsyncWorkerPool:
+    """Runs due tasks from a queue, ``concurrency`` at a time.
+
+    * ``storage``/``serializer`` or ``queue``: where the tasks come from.
+    * ``concurrency``: how many tasks run at once.
+    * ``poll_interval``: how often an idle pool looks for tasks from other processes.
+    * ``max_retries``: the execution budget for tasks enqueued without one.
+    * ``default_timeout``: seconds a task may run when it has no timeout of its own.
+    * ``lease_timeout``: how long a claim holds a task without a heartbeat.
+    * ``shutdown_timeout``: grace period for running tasks when the pool stops.
+    * ``handle_signals``: stop gracefully on SIGINT/SIGTERM (a second signal stops
+      at once) while ``process_tasks`` runs in the main thread.
+    """
+
+    def __init__(
+        self,
+        storage: AsyncBaseStorage | BlockingStorage | None = None,
+        serializer: Serializer | None = None,
+        concurrency: int = 4,
+        poll_interval: float = 1.0,
+        max_retries: int | None = None,
+        default_timeout: float | None = None,
+        *,
+        queue: AsyncTaskQueue | None = None,
+        lease_timeout: float | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        handle_signals: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self._owns_queue = queue is None
+        if queue is None:
+            if storage is None:
+                raise TypeError(f"{type(self).__name__} needs a storage or a queue")
+            queue = AsyncTaskQueue(storage, serializer)
+        self.queue = queue
+        self.lease_timeout = positive_number(
+            "lease_timeout", queue.lease_timeout if lease_timeout is None else lease_timeout
+        )
+        self.concurrency = positive_int("concurrency", concurrency)
+        self.poll_interval = positive_number("poll_interval", poll_interval)
+        self.max_retries = normalize_max_retries(max_retries)
+        self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
+        self.shutdown_timeout = shutdown_timeout
+        self.handle_signals = handle_signals
+        self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
+        self._inflight: dict[str, tuple[Task, AsyncHandle]] = {}
+        self._guard = AsyncThreadGuard()
+        self._wake: AsyncEvent | None = None
+        self._started = False
+        self._stopping = False
+        self._aborting = False
+        self._processed = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency})"
+
+    @property
+    def processed(self) -> int:
+        """How many task executions this pool has finished (succeeded or failed)."""
+        return self._processed
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the queue and recover tasks of dead workers. Idempotent."""
+        if self._started:
+            return
+        # Created here rather than in __init__, so it belongs to the running loop.
+        self._wake = AsyncEvent()
+        await self.queue.open()
+        self._started = True
+        omniq_logging.log_worker_started(self.name, concurrency=self.concurrency)
+        await self._maintain()
+
+    async def __aenter__(self) -> AsyncWorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def stop(self) -> None:
+        """Stop claiming; the running ``process_tasks`` returns once running tasks end."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop, give running tasks ``timeout`` seconds, and put back what did not finish."""
+        if not self._started:
+            return
+        self.stop()
+        grace = self.shutdown_timeout if timeout is None else timeout
+        await self._drain(0.0 if self._aborting else grace)
+        self._started = False
+        omniq_logging.log_worker_stopped(self.name, processed=self._processed)
+        if self._owns_queue:
+            await self.queue.close()
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopping:
+            self._aborting = True  # second signal: do not wait for running tasks
+        self.stop()
+
+    # ------------------------------------------------------------------ serving
+
+    async def run(self) -> None:
+        """Serve until ``stop()`` is called or a signal arrives."""
+        await self.process_tasks()
+
+    async def process_tasks(self, limit: int | None = None, duration: float | None = None) -> int:
+        """Run due tasks; return how many executions finished.
+
+        With ``limit`` it claims at most ``limit`` tasks and returns when they are
+        done, or earlier when nothing more is due. With ``duration`` it keeps
+        serving for that many seconds, then lets running tasks finish. With
+        neither it serves until stopped. A task whose eta is in the future is
+        never claimed early.
+        """
+        if limit is not None:
+            positive_int("limit", limit)
+        if duration is not None:
+            positive_number("duration", duration)
+        await self.start()
+        self._stopping = False
+        self._aborting = False
+        restore = ainstall_signal_handlers(self._on_signal) if self.handle_signals else None
+        try:
+            return await self._serve(limit, duration)
+        finally:
+            if restore is not None:
+                restore()
+
+    async def _serve(self, limit: int | None, duration: float | None) -> int:
+        assert self._wake is not None
+        deadline = None if duration is None else time.monotonic() + duration
+        beat_every = self.lease_timeout / 3
+        next_beat = time.monotonic() + beat_every
+        finished_before = self._processed
+        claimed = 0
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            out_of_time = deadline is not None and now >= deadline
+            may_claim = (
+                not self._stopping and not out_of_time and (limit is None or claimed < limit)
+            )
+            got = 0
+            if may_claim:
+                free = self.concurrency - len(self._inflight)
+                if limit is not None:
+                    free = min(free, limit - claimed)
+                if free > 0:
+                    got = await self._claim(free)
+                    claimed += got
+            if not self._inflight:
+                if not may_claim:
+                    break
+                if got == 0 and limit is not None and deadline is None:
+                    break  # nothing is due: a limited run returns rather than waits
+            if self._aborting:
+                break
+            if now >= next_beat:
+                await self._maintain()
+                next_beat = now + beat_every
+            wait = min(self.poll_interval, max(next_beat - now, 0.0))
+            if deadline is not None and not out_of_time:
+                wait = min(wait, max(deadline - now, 0.0))
+            await self._wake.wait(wait)
+        if self._aborting:
+            await self._drain(0.0)
+        return self._processed - finished_before
+
+    async def _claim(self, free: int) -> int:
+        try:
+            tasks = await self.queue.dequeue_many(free, self.lease_timeout)
+        except Exception as error:  # a busy or broken store: log, wait, try again
+            omniq_logging.log_storage_error("dequeue", str(error), worker=self.name)
+            return 0
+        for task in tasks:
+            with self._guard:
+                handle = aspawn(self._execute, task, name=f"omniq-task-{task.id}")
+                self._inflight[task.id] = (task, handle)
+        return len(tasks)
+
+    async def _maintain(self) -> None:
+        """Renew the leases of running tasks and recover tasks of dead workers."""
+        with self._guard:
+            running = [task for task, _ in self._inflight.values()]
+        try:
+            for task_id in await self.queue.heartbeat(running, self.lease_timeout):
+                omniq_logging.get_logger().warning(
+                    f"{self.name} lost task {task_id}: its lease was taken over"
+                )
+            await self.queue.recover_expired(self.max_retries)
+        except Exception as error:
+            omniq_logging.log_storage_error("heartbeat", str(error), worker=self.name)
+
+    async def _drain(self, grace: float) -> None:
+        with self._guard:
+            running = list(self._inflight.values())
+        if not running:
+            return
+        if await ajoin([handle for _, handle in running], grace):
+            for task, handle in running:
+                if task.id not in self._inflight:
+                    continue
+                acancel(handle)
+                try:
+                    await self.queue.release(task)
+                except Exception as error:
+                    omniq_logging.log_storage_error("release", str(error), task_id=task.id)
+            await ajoin([handle for _, handle in running], 1.0)
+
+    # ------------------------------------------------------------------ one task
+
+    async def _execute(self, task: Task) -> None:
+        try:
+            await self._run(task)
+        except AsyncCancelled:
+            raise
+        except Exception as error:  # recording the outcome failed: the lease will expire
+            omniq_logging.log_storage_error("finish", str(error), task_id=task.id)
+        finally:
+            with self._guard:
+                self._inflight.pop(task.id, None)
+                self._processed += 1
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _run(self, task: Task) -> None:
+        correlation_id = task.correlation_id or task.id
+        timeout = task.timeout if task.timeout is not None else self.default_timeout
+        started = time.monotonic()
+        with omniq_logging.task_context(
+            task.id, "execute", correlation_id=correlation_id, worker=self.name
+        ):
+            omniq_logging.log_task_started(
+                task.id, task.attempts, worker=self.name, correlation_id=correlation_id
+            )
+            error: TaskError | None = None
+            result: Any = None
+            try:
+                function = resolve_function(task.func_path)
+                check_arguments(function, task.args, task.kwargs)
+                result = await arun_callable(function, task.args, task.kwargs, timeout)
+            except AsyncCancelled:
+                raise
+            except TaskTimeout as failure:
+                error = TaskError.from_exception(failure, ErrorType.TIMEOUT)
+            except TaskFunctionError as failure:
+                kind = getattr(failure, "error_type", ErrorType.IMPORT)
+                error = TaskError.from_exception(failure, kind, is_retryable=False)
+            except BaseException as failure:
+                error = TaskError.from_exception(failure)
+            if error is None:
+                held = await self.queue.complete_task(task.id, result, task)
+                if held:
+                    omniq_logging.log_task_completed(
+                        task.id,
+                        task.attempts,
+                        worker=self.name,
+                        correlation_id=correlation_id,
+                        duration=round(time.monotonic() - started, 6),
+                    )
+            else:
+                held = await self.queue.fail_task(
+                    task.id, error, task, default_max_retries=self.max_retries
+                )
+            if not held:
+                omniq_logging.get_logger().warning(
+                    f"{self.name} lost task {task.id}: another attempt holds it now, "
+                    "so this attempt's outcome was not recorded"
+                )

@@ -1,0 +1,339 @@
+"""The one module that knows asyncio from threads: paired primitives.
+
+``src/omniq/_async`` is written against the async half; ``scripts/unasync.py``
+renames each async name to its blocking twin (``asleep`` -> ``sleep``,
+``AsyncEvent`` -> ``Event``...), so the generated ``_sync`` code calls the
+blocking half. Both halves have the same signatures. Every primitive takes a
+callable and its arguments, never a coroutine object: in the blocking twin
+``await f()`` becomes ``f()``, which would run before the primitive is called.
+
+Every asymmetry between the twins is explained here, once, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+from omniq.exceptions import TaskTimeout
+
+T = TypeVar("T")
+
+# How long a cancelled coroutine task gets to unwind before it is abandoned.
+_CANCEL_GRACE = 1.0
+
+
+def is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine (also for callable objects)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  (a callable instance's method)
+    )
+
+
+def _timeout_message(timeout: float) -> str:
+    return f"task exceeded its timeout of {timeout:g}s"
+
+
+# --------------------------------------------------------------------------- async half
+
+
+async def asleep(seconds: float) -> None:
+    """Sleep without blocking the event loop (twin: ``time.sleep``)."""
+    await asyncio.sleep(seconds)
+
+
+class AsyncEvent:
+    """A flag to wait on with a timeout (twin: ``threading.Event``).
+
+    ``asyncio.Event.wait`` has no timeout, so this adds one; ``wait`` returns
+    False on timeout, as ``threading.Event.wait`` does.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` passes; return the flag."""
+        if self._event.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+AsyncLock = asyncio.Lock
+"""Mutual exclusion between coroutines (twin: ``threading.Lock``)."""
+
+
+class AsyncThreadGuard:
+    """Guards state shared by concurrent units (twin: ``threading.Lock``).
+
+    In the async twin every unit runs on the one event-loop thread and the guarded
+    blocks never await, so there is nothing to exclude: this is a no-op.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+AsyncHandle: TypeAlias = "asyncio.Task[Any]"
+"""A unit of concurrent work started by :func:`aspawn` (twin: ``threading.Thread``)."""
+
+AsyncCancelled: tuple[type[BaseException], ...] = (asyncio.CancelledError,)
+"""What cancellation raises, to re-raise before catching everything (twin: nothing)."""
+
+
+def aspawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> AsyncHandle:
+    """Start ``fn(*args)`` concurrently as an asyncio task (twin: a daemon thread).
+
+    The task copies the current contextvars context, as a thread started by the
+    blocking twin does.
+    """
+    return asyncio.get_running_loop().create_task(fn(*args), name=name)
+
+
+async def ajoin(handles: Sequence[AsyncHandle], timeout: float | None = None) -> int:
+    """Wait for ``handles`` to finish, at most ``timeout`` seconds; return how many still run."""
+    pending = [handle for handle in handles if not handle.done()]
+    if not pending:
+        return 0
+    _, still_running = await asyncio.wait(pending, timeout=timeout)
+    return len(still_running)
+
+
+def acancel(handle: AsyncHandle) -> None:
+    """Ask a spawned unit to stop: the task is cancelled (twin: a thread cannot be)."""
+    handle.cancel()
+
+
+async def arun_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call off the event loop, on a worker thread (twin: call it)."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def _await_with_timeout(awaitable: Any, timeout: float | None) -> Any:
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()  # we are being cancelled ourselves: take the task down with us
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=_CANCEL_GRACE)
+        raise TaskTimeout(_timeout_message(timeout or 0.0))
+    return task.result()
+
+
+def _run_on_daemon_thread(
+    loop: asyncio.AbstractEventLoop,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> asyncio.Future[Any]:
+    # A fresh daemon thread per call, not the loop's default executor: a timed-out
+    # blocking function cannot be killed, and an abandoned call must not hold one
+    # of a small executor's few threads (nor keep the interpreter from exiting).
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def runner() -> None:
+        try:
+            result = context.run(fn, *args, **kwargs)
+        except BaseException as error:
+            loop.call_soon_threadsafe(settle, None, error)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=runner, daemon=True, name=f"omniq-call-{fn!r:.40}").start()
+    return future
+
+
+async def arun_callable(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float | None
+) -> Any:
+    """Run a task function, coroutine or plain, with an optional timeout.
+
+    A coroutine function runs on the event loop and is cancelled at the timeout.
+    A plain function runs on its own thread; at the timeout it is abandoned (a
+    thread cannot be killed) and ``TaskTimeout`` is raised all the same.
+    """
+    if is_coroutine_function(fn):
+        return await _await_with_timeout(fn(*args, **kwargs), timeout)
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    result = await _await_with_timeout(
+        asyncio.shield(_run_on_daemon_thread(loop, fn, args, kwargs)), timeout
+    )
+    if inspect.isawaitable(result):  # a plain callable that returned an awaitable
+        remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+        result = await _await_with_timeout(result, remaining)
+    return result
+
+
+def ainstall_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``on_signal(signum)`` on SIGINT/SIGTERM; return a function that undoes it.
+
+    The async twin uses the loop's handlers (they run on the loop, where the
+    callback may touch loop objects). Outside the main thread, or where the loop
+    cannot take signal handlers, nothing is installed.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(signum)
+
+    def restore() -> None:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+    return restore
+
+
+# ------------------------------------------------------------------------ blocking half
+
+
+sleep = time.sleep
+
+Event = threading.Event
+"""Already has ``wait(timeout) -> bool``, the shape ``AsyncEvent`` copies."""
+
+Lock = threading.Lock
+ThreadGuard = threading.Lock
+Handle: TypeAlias = threading.Thread
+
+Cancelled: tuple[type[BaseException], ...] = ()
+"""Threads are never cancelled, so ``except Cancelled`` matches nothing."""
+
+
+def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> threading.Thread:
+    """Start ``fn(*args)`` on a daemon thread that runs in a copy of the current context.
+
+    ``threading.Thread`` does not copy contextvars (asyncio tasks do), so without
+    the copy the log correlation id would not follow a task onto its thread.
+    """
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(fn, *args), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def join(handles: Sequence[threading.Thread], timeout: float | None = None) -> int:
+    """Wait for ``handles`` to finish, at most ``timeout`` seconds; return how many still run."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in handles:
+        # Join in slices so Ctrl-C reaches the main thread while it waits.
+        while thread.is_alive():
+            remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            thread.join(remaining)
+    return sum(1 for thread in handles if thread.is_alive())
+
+
+def cancel(handle: threading.Thread) -> None:
+    """Threads cannot be cancelled: the blocking twin of :func:`acancel` does nothing."""
+    del handle
+
+
+def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Already on a thread of our own: just call ``fn``."""
+    return fn(*args)
+
+
+def run_callable(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float | None
+) -> Any:
+    """Run a task function on this worker thread, with an optional timeout.
+
+    A coroutine function gets an event loop of its own on this thread
+    (``asyncio.run``) and is cancelled at the timeout. A plain function without a
+    timeout is called directly; with one, it runs on a helper thread that is
+    abandoned at the timeout (a thread cannot be killed) and ``TaskTimeout`` is
+    raised all the same.
+    """
+    if is_coroutine_function(fn):
+        return asyncio.run(_await_with_timeout(fn(*args, **kwargs), timeout))
+    if timeout is None:
+        result = fn(*args, **kwargs)
+    else:
+        result = _call_with_thread_timeout(fn, args, kwargs, timeout)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await_with_timeout(result, timeout))
+    return result
+
+
+def _call_with_thread_timeout(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float
+) -> Any:
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            outcome.append(fn(*args, **kwargs))
+        except BaseException as error:
+            failure.append(error)
+
+    helper = spawn(runner, name=f"omniq-call-{fn!r:.40}")
+    helper.join(timeout)
+    if helper.is_alive():
+        raise TaskTimeout(_timeout_message(timeout))
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def install_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``on_signal(signum)`` on SIGINT/SIGTERM; return a function that undoes it.
+
+    ``signal.signal`` works only in the main thread: elsewhere nothing is installed
+    (an app that runs the pool on another thread stops it with ``stop()``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {
+        signum: signal.signal(signum, lambda received, _frame: on_signal(received))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
