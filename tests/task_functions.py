@@ -1,0 +1,121 @@
+"""Task functions the test suites enqueue by import path (``task_functions.x``).
+
+Side effects go to files, so executions can be counted across threads and OS
+processes: each call appends one line to the file it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+NOT_CALLABLE = 42
+
+
+def _append(path: str, line: str) -> None:
+    # O_APPEND writes of one short line are atomic between processes on Linux.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def lines(path: str | Path) -> list[str]:
+    """The lines recorded in ``path`` (none if it does not exist)."""
+    try:
+        return Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def record(path: str, value: Any = None) -> Any:
+    _append(path, str(value))
+    return value
+
+
+async def async_record(path: str, value: Any = None) -> Any:
+    await asyncio.sleep(0)
+    _append(path, str(value))
+    return value
+
+
+def fail_always(path: str) -> None:
+    _append(path, "run")
+    raise RuntimeError("this task always fails")
+
+
+def fail_times(path: str, failures: int) -> str:
+    """Fail on the first ``failures`` executions, then succeed."""
+    _append(path, "run")
+    if len(lines(path)) <= failures:
+        raise ValueError(f"planned failure {len(lines(path))}")
+    return "finally"
+
+
+def sleep_for(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+async def async_sleep_for(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+def rendezvous(directory: str, parties: int, timeout: float) -> int:
+    """Wait until ``parties`` calls are inside at once; fail after ``timeout`` seconds.
+
+    Completes only if the worker really runs ``parties`` tasks concurrently.
+    """
+    Path(directory, uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(directory)) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(directory))} of {parties} arrived")
+        time.sleep(0.01)
+    return parties
+
+
+async def async_rendezvous(directory: str, parties: int, timeout: float) -> int:
+    Path(directory, uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(directory)) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(directory))} of {parties} arrived")
+        await asyncio.sleep(0.01)
+    return parties
+
+
+def unserializable_result() -> object:
+    return object()
+
+
+def record_then_sleep(path: str, seconds: float) -> str:
+    _append(path, f"start {os.getpid()}")
+    time.sleep(seconds)
+    _append(path, f"end {os.getpid()}")
+    return "done"
+
+
+class Nested:
+    @staticmethod
+    def method(x: int) -> int:
+        return x * 2
