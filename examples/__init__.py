@@ -1,0 +1,1 @@
+"""Runnable examples; ``examples.tasks`` holds the task functions they enqueue."""

@@ -1,0 +1,68 @@
+"""nox sessions: the twin x backend test matrix, interop, shared tests, unasync check, lint, types.
+
+``nox`` runs the default set (what CI runs); ``nox -s bench`` prints benchmark figures.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["unasync", "lint", "types", "shared", "tests", "interop"]
+
+TWINS = ["async", "sync"]
+BACKENDS = ["sqlite", "memory"]
+SOURCES = ["src/omniq", "tests", "scripts", "noxfile.py"]
+
+
+def install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+@nox.session
+def unasync(session: nox.Session) -> None:
+    """Fail when the generated blocking twin is stale or a guard trips."""
+    session.install("unasync==0.6.0", "setuptools")
+    session.run("python", "scripts/unasync.py", "--check")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint everything hand-written, check its formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict over src, the generated twin included."""
+    install(session)
+    session.run("mypy", "--strict", "src/omniq")
+
+
+@nox.session
+def shared(session: nox.Session) -> None:
+    """Tests of the shared modules, the README examples and the generator script."""
+    install(session)
+    session.run("pytest", "tests/shared", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+@nox.parametrize("twin", TWINS)
+def tests(session: nox.Session, twin: str, backend: str) -> None:
+    """The contract suite of one twin on one backend."""
+    install(session)
+    env = {"OMNIQ_TEST_BACKEND": backend}
+    session.run("pytest", f"tests/_{twin}", *session.posargs, env=env)
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def interop(session: nox.Session, backend: str) -> None:
+    """One store, both twins: what one writes the other runs."""
+    install(session)
+    session.run("pytest", "tests/interop", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
