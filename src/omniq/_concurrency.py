@@ -52,15 +52,23 @@ class AsyncEvent:
     """A flag to wait on with a timeout (twin: ``threading.Event``).
 
     ``asyncio.Event.wait`` has no timeout, so this adds one; ``wait`` returns
-    False on timeout, as ``threading.Event.wait`` does.
+    False on timeout, as ``threading.Event.wait`` does. ``asyncio.Event`` is not
+    thread-safe, while ``threading.Event.set`` may be called from any thread (a
+    producer thread, a signal handler): so ``set`` from another thread is handed
+    to the owning loop. Create it inside the running loop.
     """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
 
     def set(self) -> None:
-        """Set the flag and wake every waiter."""
-        self._event.set()
+        """Set the flag and wake every waiter; safe to call from any thread."""
+        if threading.get_ident() == self._thread_id:
+            self._event.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._event.set)
 
     def clear(self) -> None:
         """Reset the flag."""

@@ -8,10 +8,11 @@ interval tasks and recovers tasks whose worker died. The storage only persists.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +63,7 @@ class TaskQueue:
         self.max_retries = max_retries
         self.lease_timeout = lease_timeout
         self.max_payload_bytes = max_payload_bytes
+        self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage!r})"
@@ -86,6 +88,29 @@ class TaskQueue:
     ) -> None:
         self.close()
 
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever this queue makes a task due now (enqueue, release).
+
+        Worker pools on this queue listen, so a task enqueued in the same process
+        starts at once instead of at the next poll. Callbacks must be quick and
+        thread-safe.
+        """
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+    def next_eta(self) -> dt.datetime | None:
+        """When the earliest pending task is due, if the storage can tell."""
+        eta = self.storage.next_eta()
+        return None if eta is None else dt.datetime.fromtimestamp(eta, dt.timezone.utc)
+
     # ------------------------------------------------------------------ producing
 
     def enqueue(
@@ -109,6 +134,7 @@ class TaskQueue:
         task = self._build(func_path, args, kwargs, eta, interval, max_retries, timeout)
         record = record_from_task(task, self.serializer, self._encode(task))
         self._store([record])
+        self._notify()
         omniq_logging.log_task_enqueued(
             task.id, task.func_path, correlation_id=task.correlation_id or task.id
         )
@@ -141,6 +167,7 @@ class TaskQueue:
             records.append(record_from_task(task, self.serializer, self._encode(task)))
         if records:
             self._store(records)
+            self._notify()
         for record in records:
             omniq_logging.log_task_enqueued(
                 record.id, record.func_path, correlation_id=record.correlation_id or record.id
@@ -312,7 +339,10 @@ class TaskQueue:
         """Put a claimed task back to PENDING without spending an attempt (shutdown)."""
         if task.attempt_token is None:
             return False
-        return self.storage.release(task.id, task.attempt_token, time.time())
+        released = self.storage.release(task.id, task.attempt_token, time.time())
+        if released:
+            self._notify()
+        return released
 
     def heartbeat(
         self, tasks: Sequence[Task], lease_timeout: float | None = None

@@ -95,6 +95,7 @@ class WorkerPool:
         self._started = False
         self._stopping = False
         self._aborting = False
+        self._serving = False
         self._processed = 0
 
     def __repr__(self) -> str:
@@ -114,6 +115,7 @@ class WorkerPool:
         # Created here rather than in __init__, so it belongs to the running loop.
         self._wake = Event()
         self.queue.open()
+        self.queue.add_listener(self._wake.set)
         self._started = True
         omniq_logging.log_worker_started(self.name, concurrency=self.concurrency)
         self._maintain()
@@ -131,19 +133,26 @@ class WorkerPool:
         self.shutdown()
 
     def stop(self) -> None:
-        """Stop claiming; the running ``process_tasks`` returns once running tasks end."""
+        """Stop claiming; running tasks get ``shutdown_timeout`` seconds, then are put back.
+
+        Safe to call from any thread and from a signal handler.
+        """
         self._stopping = True
         if self._wake is not None:
             self._wake.set()
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop, give running tasks ``timeout`` seconds, and put back what did not finish."""
+    def shutdown(self) -> None:
+        """Stop serving, wait for a running ``process_tasks`` to wind down, release the queue."""
         if not self._started:
             return
         self.stop()
-        grace = self.shutdown_timeout if timeout is None else timeout
-        self._drain(0.0 if self._aborting else grace)
+        while self._serving:  # another task or thread is in process_tasks: let it drain
+            assert self._wake is not None
+            self._wake.wait(0.05)
+        self._release_unfinished()
         self._started = False
+        if self._wake is not None:
+            self.queue.remove_listener(self._wake.set)
         omniq_logging.log_worker_stopped(self.name, processed=self._processed)
         if self._owns_queue:
             self.queue.close()
@@ -166,7 +175,9 @@ class WorkerPool:
         done, or earlier when nothing more is due. With ``duration`` it keeps
         serving for that many seconds, then lets running tasks finish. With
         neither it serves until stopped. A task whose eta is in the future is
-        never claimed early.
+        never claimed early. After ``stop()`` (or SIGINT/SIGTERM) running tasks
+        get ``shutdown_timeout`` seconds; what did not finish is put back as
+        PENDING without spending an attempt. A second signal skips the wait.
         """
         if limit is not None:
             positive_int("limit", limit)
@@ -175,10 +186,12 @@ class WorkerPool:
         self.start()
         self._stopping = False
         self._aborting = False
+        self._serving = True
         restore = install_signal_handlers(self._on_signal) if self.handle_signals else None
         try:
             return self._serve(limit, duration)
         finally:
+            self._serving = False
             if restore is not None:
                 restore()
 
@@ -187,29 +200,37 @@ class WorkerPool:
         deadline = None if duration is None else time.monotonic() + duration
         beat_every = self.lease_timeout / 3
         next_beat = time.monotonic() + beat_every
+        drain_deadline: float | None = None
         finished_before = self._processed
         claimed = 0
         while True:
             self._wake.clear()
             now = time.monotonic()
+            if self._stopping and drain_deadline is None:
+                drain_deadline = now + (0.0 if self._aborting else self.shutdown_timeout)
+                if self._inflight and not self._aborting:
+                    omniq_logging.get_logger().warning(
+                        f"{self.name} stopping: {len(self._inflight)} running task(s) get "
+                        f"{self.shutdown_timeout:g}s to finish (signal again to stop now)"
+                    )
             out_of_time = deadline is not None and now >= deadline
             may_claim = (
                 not self._stopping and not out_of_time and (limit is None or claimed < limit)
             )
-            got = 0
+            got = free_slots = 0
             if may_claim:
-                free = self.concurrency - len(self._inflight)
+                free_slots = self.concurrency - len(self._inflight)
                 if limit is not None:
-                    free = min(free, limit - claimed)
-                if free > 0:
-                    got = self._claim(free)
+                    free_slots = min(free_slots, limit - claimed)
+                if free_slots > 0:
+                    got = self._claim(free_slots)
                     claimed += got
             if not self._inflight:
                 if not may_claim:
                     break
                 if got == 0 and limit is not None and deadline is None:
                     break  # nothing is due: a limited run returns rather than waits
-            if self._aborting:
+            if self._aborting or (drain_deadline is not None and now >= drain_deadline):
                 break
             if now >= next_beat:
                 self._maintain()
@@ -217,9 +238,12 @@ class WorkerPool:
             wait = min(self.poll_interval, max(next_beat - now, 0.0))
             if deadline is not None and not out_of_time:
                 wait = min(wait, max(deadline - now, 0.0))
+            if drain_deadline is not None:
+                wait = min(wait, max(drain_deadline - now, 0.0))
+            if may_claim and got < free_slots:
+                wait = min(wait, self._until_next_due())
             self._wake.wait(wait)
-        if self._aborting:
-            self._drain(0.0)
+        self._release_unfinished()
         return self._processed - finished_before
 
     def _claim(self, free: int) -> int:
@@ -234,6 +258,17 @@ class WorkerPool:
                 self._inflight[task.id] = (task, handle)
         return len(tasks)
 
+    def _until_next_due(self) -> float:
+        """Seconds until the next pending task is due (the poll interval if unknown)."""
+        try:
+            eta = self.queue.storage.next_eta()
+        except Exception as error:
+            omniq_logging.log_storage_error("next_eta", str(error), worker=self.name)
+            return self.poll_interval
+        if eta is None:
+            return self.poll_interval
+        return max(eta - time.time(), 0.0)
+
     def _maintain(self) -> None:
         """Renew the leases of running tasks and recover tasks of dead workers."""
         with self._guard:
@@ -247,20 +282,19 @@ class WorkerPool:
         except Exception as error:
             omniq_logging.log_storage_error("heartbeat", str(error), worker=self.name)
 
-    def _drain(self, grace: float) -> None:
+    def _release_unfinished(self) -> None:
+        """Cancel what still runs (a thread cannot be) and put its task back as PENDING."""
         with self._guard:
             running = list(self._inflight.values())
-        if not running:
-            return
-        if join([handle for _, handle in running], grace):
-            for task, handle in running:
-                if task.id not in self._inflight:
-                    continue
-                cancel(handle)
-                try:
-                    self.queue.release(task)
-                except Exception as error:
-                    omniq_logging.log_storage_error("release", str(error), task_id=task.id)
+        for task, handle in running:
+            cancel(handle)
+            try:
+                self.queue.release(task)
+            except Exception as error:
+                omniq_logging.log_storage_error("release", str(error), task_id=task.id)
+        if running:
+            # Give cancelled coroutines a moment to unwind; abandoned threads may go on,
+            # but their outcome can no longer be recorded (the attempt token is gone).
             join([handle for _, handle in running], 1.0)
 
     # ------------------------------------------------------------------ one task

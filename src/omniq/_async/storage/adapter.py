@@ -62,6 +62,10 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """See :meth:`AsyncBaseStorage.get`."""
         return await arun_blocking(self.inner.get, task_id)
 
+    async def next_eta(self) -> float | None:
+        """See :meth:`AsyncBaseStorage.next_eta`."""
+        return await arun_blocking(self.inner.next_eta)
+
     async def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
         return await arun_blocking(self.inner.cancel, task_id, now)

@@ -270,6 +270,17 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         rows = await self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?", (task_id,))
         return rows[0] if rows else None
 
+    async def next_eta(self) -> float | None:
+        """The earliest pending eta: the first entry of the claim index."""
+        conn = await self._connection()
+        async with self._lock:
+            cursor = await conn.execute(
+                f"SELECT eta FROM {TABLE} WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+        return None if row is None else float(row[0])
+
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
         async with self._transaction() as conn:

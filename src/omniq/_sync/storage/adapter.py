@@ -63,6 +63,10 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.get`."""
         return run_blocking(self.inner.get, task_id)
 
+    def next_eta(self) -> float | None:
+        """See :meth:`AsyncBaseStorage.next_eta`."""
+        return run_blocking(self.inner.next_eta)
+
     def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
         return run_blocking(self.inner.cancel, task_id, now)

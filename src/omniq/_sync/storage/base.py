@@ -79,6 +79,14 @@ class BaseStorage(ABC):
     def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, in any state, or ``None``."""
 
+    def next_eta(self) -> float | None:
+        """The earliest eta of a PENDING task, or ``None`` (none, or not known).
+
+        Lets an idle worker sleep exactly until the next task is due. A store that
+        cannot answer cheaply keeps this default, and workers fall back to polling.
+        """
+        return None
+
     @abstractmethod
     def cancel(self, task_id: str, now: float) -> bool:
         """Mark a PENDING task CANCELLED; False if it is not pending (or unknown)."""

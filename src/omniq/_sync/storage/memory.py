@@ -134,6 +134,17 @@ class MemoryStorage(BaseStorage):
             record = self._tasks.get(task_id)
             return dataclasses.replace(record) if record is not None else None
 
+    def next_eta(self) -> float | None:
+        """The earliest pending eta (stale heap entries are dropped on the way)."""
+        with self._guard:
+            while self._due:
+                eta, _, task_id = self._due[0]
+                record = self._tasks.get(task_id)
+                if record is not None and record.status == "pending" and record.eta == eta:
+                    return eta
+                heapq.heappop(self._due)
+            return None
+
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task (its heap entry goes stale)."""
         with self._guard:

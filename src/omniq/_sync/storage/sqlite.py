@@ -271,6 +271,17 @@ class SQLiteStorage(BaseStorage):
         rows = self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?", (task_id,))
         return rows[0] if rows else None
 
+    def next_eta(self) -> float | None:
+        """The earliest pending eta: the first entry of the claim index."""
+        conn = self._connection()
+        with self._lock:
+            cursor = conn.execute(
+                f"SELECT eta FROM {TABLE} WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
+            )
+            row = cursor.fetchone()
+            cursor.close()
+        return None if row is None else float(row[0])
+
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
         with self._transaction() as conn:
