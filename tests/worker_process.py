@@ -1,36 +1,68 @@
-"""A worker process for the multi-process tests: ``python worker_process.py async|sync``.
+"""A worker process for the multi-process and fault tests.
 
-The store comes from the ``OMNIQ_*`` environment (``Settings.from_env()``); the
-process drains every due task and exits when nothing more is due.
+``python worker_process.py {async|sync} [--mode drain|serve] [--concurrency N]
+[--lease S] [--grace S]``. The store comes from the ``OMNIQ_*`` environment
+(``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
+more is due; ``serve`` runs until SIGINT/SIGTERM. Prints the number of task
+executions it finished, then ``ready`` is printed at start so tests can wait for it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
 from omniq import AsyncOmniQ, OmniQ, Settings
+from omniq.logging import configure
 
 
-async def drain_async(settings: Settings, concurrency: int) -> int:
-    async with AsyncOmniQ(settings) as omniq, omniq.worker_pool(concurrency=concurrency) as pool:
-        return await pool.process_tasks(limit=10**9)
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("twin", choices=["async", "sync"])
+    parser.add_argument("--mode", choices=["drain", "serve"], default="drain")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--log", action="store_true", help="omniq's log to stderr")
+    return parser.parse_args()
 
 
-def drain_sync(settings: Settings, concurrency: int) -> int:
-    with OmniQ(settings) as omniq, omniq.worker_pool(concurrency=concurrency) as pool:
-        return pool.process_tasks(limit=10**9)
+async def work_async(settings: Settings, args: argparse.Namespace) -> int:
+    async with AsyncOmniQ(settings) as omniq:
+        pool = omniq.worker_pool(
+            concurrency=args.concurrency, lease_timeout=args.lease, shutdown_timeout=args.grace
+        )
+        async with pool:
+            print("ready", flush=True)
+            if args.mode == "serve":
+                await pool.run()
+                return pool.processed
+            return await pool.process_tasks(limit=10**9)
+
+
+def work_sync(settings: Settings, args: argparse.Namespace) -> int:
+    with OmniQ(settings) as omniq:
+        pool = omniq.worker_pool(
+            concurrency=args.concurrency, lease_timeout=args.lease, shutdown_timeout=args.grace
+        )
+        with pool:
+            print("ready", flush=True)
+            if args.mode == "serve":
+                pool.run()
+                return pool.processed
+            return pool.process_tasks(limit=10**9)
 
 
 def main() -> None:
-    twin = sys.argv[1]
-    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    settings = Settings.from_env()
-    if twin == "async":
-        done = asyncio.run(drain_async(settings, concurrency))
+    args = options()
+    if args.log:
+        configure(level="INFO")  # to stderr: a test reads it to see what the worker does
+    settings = Settings.from_env(poll_interval=0.05)
+    if args.twin == "async":
+        done = asyncio.run(work_async(settings, args))
     else:
-        done = drain_sync(settings, concurrency)
-    print(done)
+        done = work_sync(settings, args)
+    print(done, flush=True)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import inspect
-import os
 import subprocess
 import sys
 from collections import Counter
 
 from conftest import TESTS_DIR, requires_persistence
+from processes import environment
 from task_functions import lines
 
 from omniq import OmniQ, Settings, TaskStatus
@@ -17,15 +17,6 @@ from omniq import OmniQ, Settings, TaskStatus
 TWIN = "async" if inspect.iscoroutinefunction(OmniQ.enqueue) else "sync"
 PROCESSES = 3
 TASKS = 1500
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMNIQ_BACKEND"] = settings.backend
-    env["OMNIQ_BASE_DIR"] = str(settings.base_dir)
-    if settings.dsn:
-        env["OMNIQ_DSN"] = settings.dsn
-    return env
 
 
 @requires_persistence()
@@ -37,7 +28,7 @@ def test_processes_drain_one_store_exactly_once(
     )
     workers = [
         subprocess.Popen(
-            [sys.executable, str(TESTS_DIR / "worker_process.py"), TWIN, "4"],
+            [sys.executable, str(TESTS_DIR / "worker_process.py"), TWIN, "--concurrency", "4"],
             env=environment(settings),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
