@@ -49,6 +49,7 @@ __all__ = [
     "ENV_MODE",
     "ENV_RETENTION",
     "ENV_ROTATION",
+    "MARKER",
     "bind_task",
     "configure",
     "current_correlation_id",
@@ -100,8 +101,9 @@ _sink_ids: list[int] = []
 _DEBUG, _INFO, _WARNING, _ERROR = 10, 20, 30, 40
 _OFF = 1_000  # above every level: nothing passes
 # The lowest level omniq emits, or _OFF until configure() runs (explicitly or from the
-# environment). Records below it are never built, so they cost nothing and reach no sink,
-# the application's included. Read without the lock on the hot path: an int load is atomic.
+# environment). omniq's own records (events, task_context's exit records) below it are never
+# built, so they cost nothing and reach no sink, the application's included. Read without the
+# lock on the hot path: an int load is atomic.
 _threshold = _OFF
 _env_checked = False  # the one-time look at OMNIQ_LOG_* has happened
 
@@ -329,8 +331,8 @@ def _apply(settings: _Settings) -> None:
                     colorize=False,
                     backtrace=False,
                     diagnose=False,
-                    # Records from every thread (and forked child) go through one queue, so
-                    # processes sharing the file never interleave partial lines.
+                    # Records from every thread, and from forked children that inherit this
+                    # sink, go through one queue to one writer, a whole line at a time.
                     enqueue=True,
                     rotation=settings.rotation,
                     retention=settings.retention,
@@ -569,7 +571,8 @@ class _TaskScope:
     """task_context's context manager.
 
     A class rather than @contextmanager: cheaper on the per-task hot path, and ``__exit__``
-    runs directly in the caller's frame, so ``opt(depth=1)`` names the caller in its records.
+    runs directly in the caller's frame, so a fixed ``opt(depth=...)`` names the caller (the
+    worker, say) in the records it logs on exit.
     """
 
     __slots__ = ("_contextualizer", "_fields", "_started", "_token")
