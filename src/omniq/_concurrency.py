@@ -13,6 +13,7 @@ Every asymmetry between the twins is explained here, once, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import signal
@@ -178,11 +179,12 @@ def _run_on_daemon_thread(
 
     def runner() -> None:
         try:
-            result = context.run(fn, *args, **kwargs)
-        except BaseException as error:
-            loop.call_soon_threadsafe(settle, None, error)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome: tuple[Any, BaseException | None] = (context.run(fn, *args, **kwargs), None)
+        except BaseException as error:  # handed to the awaiting task
+            outcome = (None, error)
+        # An abandoned call (timed out) may end after its loop closed: nobody waits then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=runner, daemon=True, name=f"omniq-call-{fn!r:.40}").start()
     return future

@@ -58,6 +58,8 @@ _SCHEMA = (
     """,
     # The claim reads this index in order and stops after LIMIT rows: its cost does
     # not grow with the backlog. Partial, so finished tasks do not bloat it.
+    # The claim names it (INDEXED BY): the planner would otherwise pick the status
+    # index below and sort the whole backlog.
     f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, updated_at)",
@@ -69,7 +71,8 @@ _CLAIM = f"""
     SET status = 'running', attempts = attempts + 1, attempt_token = ?,
         lease_until = ?, started_at = ?, updated_at = ?
     WHERE seq IN (
-        SELECT seq FROM {TABLE} WHERE status = 'pending' AND eta <= ?
+        SELECT seq FROM {TABLE} INDEXED BY {TABLE}_due
+        WHERE status = 'pending' AND eta <= ?
         ORDER BY eta, seq LIMIT ?
     )
     RETURNING seq, {_COLUMNS}
@@ -275,7 +278,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         conn = await self._connection()
         async with self._lock:
             cursor = await conn.execute(
-                f"SELECT eta FROM {TABLE} WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
+                f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
+                "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
             )
             row = await cursor.fetchone()
             await cursor.close()
