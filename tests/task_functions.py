@@ -7,6 +7,7 @@ processes: each call appends one line to the file it is given.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 import uuid
@@ -119,3 +120,17 @@ class Nested:
     @staticmethod
     def method(x: int) -> int:
         return x * 2
+
+
+def flaky_record(path: str, key: str, failure_percent: int) -> str:
+    """Record ``key`` and the time, then fail on a fixed pseudo-random pattern.
+
+    Whether execution n of ``key`` fails depends only on (key, n), so a run is
+    reproducible whatever the scheduling.
+    """
+    executions = sum(1 for line in lines(path) if line.split()[0] == key)
+    _append(path, f"{key} {time.time():.6f}")
+    digest = hashlib.sha256(f"{key}/{executions}".encode()).digest()
+    if digest[0] % 100 < failure_percent:
+        raise RuntimeError(f"planned failure of {key}, execution {executions + 1}")
+    return key

@@ -105,8 +105,10 @@ async def test_worker_lost_with_the_budget_spent_fails_the_task(
         if (await status_of(omniq, task_id))[0] == TaskStatus.FAILED:
             break
         await asleep(0.05)
-    rescuer.send_signal(signal.SIGTERM)
-    assert finish(rescuer)[0] == 0
+    # The rescuer may fail the task while starting up, before it serves (and handles
+    # signals): its own exit is not what this test is about.
+    rescuer.kill()
+    finish(rescuer)
     task = await omniq.get_task(task_id)
     assert task is not None and task["status"] == TaskStatus.FAILED
     assert task["error"].error_type == "worker_lost"

@@ -106,8 +106,10 @@ def test_worker_lost_with_the_budget_spent_fails_the_task(
         if (status_of(omniq, task_id))[0] == TaskStatus.FAILED:
             break
         sleep(0.05)
-    rescuer.send_signal(signal.SIGTERM)
-    assert finish(rescuer)[0] == 0
+    # The rescuer may fail the task while starting up, before it serves (and handles
+    # signals): its own exit is not what this test is about.
+    rescuer.kill()
+    finish(rescuer)
     task = omniq.get_task(task_id)
     assert task is not None and task["status"] == TaskStatus.FAILED
     assert task["error"].error_type == "worker_lost"

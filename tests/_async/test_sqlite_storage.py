@@ -1,0 +1,119 @@
+"""SQLite specifics: lock contention, garbage rows, schema version, the claim's query plan."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from omniq import AsyncOmniQ, Settings, StorageError, TaskStatus
+from omniq._concurrency import ajoin, asleep, aspawn
+from omniq._async.storage import sqlite as sqlite_module
+from omniq.storage.sqlite import AsyncSQLiteStorage
+
+
+def hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another connection takes SQLite's write lock and keeps it until COMMIT."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+async def release_after(conn: sqlite3.Connection, seconds: float) -> None:
+    await asleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+@pytest.fixture
+async def omniq(tmp_path: Path) -> AsyncOmniQ:
+    facade = AsyncOmniQ(Settings(backend="sqlite", base_dir=tmp_path / "store"))
+    await facade.open()
+    yield facade  # type: ignore[misc]
+    await facade.close()
+
+
+async def test_a_locked_database_is_waited_for_not_failed(omniq: AsyncOmniQ) -> None:
+    locker = hold_write_lock(omniq.settings.sqlite_path)
+    releaser = aspawn(release_after, locker, 0.5)
+    task_id = await omniq.enqueue("task_functions.add", args=[1, 2])  # waits for the lock
+    assert await ajoin([releaser], 5) == 0
+    task = await omniq.get_task(task_id)
+    assert task is not None and task["status"] == TaskStatus.PENDING
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    storage = AsyncSQLiteStorage(tmp_path / "db", busy_timeout=0.2)
+    omniq = AsyncOmniQ(Settings(base_dir=tmp_path), storage=storage)
+    first = await omniq.enqueue("task_functions.add", args=[1, 1])
+    locker = hold_write_lock(storage.path)
+    with pytest.raises(StorageError, match="could not store the task: database is locked"):
+        await omniq.enqueue("task_functions.add", args=[2, 2])
+    async with omniq.worker_pool(poll_interval=0.05) as workers:
+        # The worker's claims fail while the lock is held: logged, not fatal.
+        assert await workers.process_tasks(duration=0.3) == 0
+        locker.execute("COMMIT")
+        locker.close()
+        assert await workers.process_tasks(limit=5) == 1
+    assert await omniq.get_result(first) == 2
+    await omniq.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("payload", "{not json"), ("payload", '{"args": 1, "kwargs": {}}'), ("error", "[[[")],
+)
+async def test_garbage_rows_fail_their_task_and_the_pool_goes_on(
+    omniq: AsyncOmniQ, column: str, value: str
+) -> None:
+    bad = await omniq.enqueue("task_functions.add", args=[1, 1])
+    good = await omniq.enqueue("task_functions.add", args=[2, 2])
+    conn = sqlite3.connect(omniq.settings.sqlite_path, isolation_level=None)
+    conn.execute(f"UPDATE omniq_tasks SET {column} = ? WHERE id = ?", (value, bad))
+    conn.close()
+    async with omniq.worker_pool() as workers:
+        assert await workers.process_tasks(limit=5) == 1
+    assert await omniq.get_result(good) == 4
+    conn = sqlite3.connect(omniq.settings.sqlite_path)
+    status, error = conn.execute(
+        "SELECT status, error FROM omniq_tasks WHERE id = ?", (bad,)
+    ).fetchone()
+    conn.close()
+    assert status == "failed"
+    assert "serialization" in error and "cannot be decoded" in error
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    storage = AsyncSQLiteStorage(path)
+    await storage.open()
+    await storage.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StorageError, match="schema version 99"):
+        await AsyncSQLiteStorage(path).open()
+
+
+async def test_the_claim_reads_the_partial_index(tmp_path: Path) -> None:
+    storage = AsyncSQLiteStorage(tmp_path / "db")
+    await storage.open()
+    await storage.close()
+    conn = sqlite3.connect(storage.path)
+    parameters = ("token", 1.0, 0.0, 0.0, 0.0, 4)
+    plan = " ".join(
+        str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_module._CLAIM}", parameters)
+    )
+    conn.close()
+    assert "USING INDEX omniq_tasks_due" in plan
+    assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+
+
+async def test_wal_and_full_synchronous_by_default(tmp_path: Path) -> None:
+    storage = AsyncSQLiteStorage(tmp_path / "db")
+    await storage.open()
+    await storage.close()
+    conn = sqlite3.connect(storage.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
