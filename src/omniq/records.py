@@ -81,7 +81,9 @@ class TaskRecord:
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
-_STATUSES = frozenset(status.value for status in TaskStatus)
+STATUSES: tuple[str, ...] = tuple(status.value for status in TaskStatus)
+FINAL_STATUSES: frozenset[str] = frozenset(status.value for status in TaskStatus if status.is_final)
+_STATUSES = frozenset(STATUSES)
 
 
 def to_epoch(moment: dt.datetime) -> float:
@@ -183,9 +185,4 @@ class Transition:
     @property
     def is_final(self) -> bool:
         """Whether the task leaves the RUNNING/PENDING cycle for good."""
-        return self.status in _FINAL_STATUSES
-
-
-_FINAL_STATUSES = frozenset(
-    status.value for status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
-)
+        return self.status in FINAL_STATUSES

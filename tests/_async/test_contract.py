@@ -530,3 +530,49 @@ async def test_huge_payload_is_refused_at_enqueue(base_dir: Path) -> None:
         assert await facade.enqueue("task_functions.echo", args=["x" * 10])
     finally:
         await facade.close()
+
+
+# ---------------------------------------------------------------------- inspection
+
+
+async def test_list_stats_retry_and_purge(omniq: AsyncOmniQ, out: str) -> None:
+    done = await omniq.enqueue("task_functions.add", args=[1, 1])
+    failed = await omniq.enqueue("task_functions.fail_always", args=[out], max_retries=1)
+    cancelled = await omniq.enqueue("task_functions.add", args=[2, 2])
+    waiting = await omniq.enqueue(
+        "task_functions.add", args=[3, 3], eta=utcnow() + dt.timedelta(hours=1)
+    )
+    assert await omniq.cancel(cancelled)
+    async with omniq.worker_pool() as workers:
+        await workers.process_tasks(limit=10)
+
+    stats = await omniq.stats()
+    assert {key: stats[key] for key in ("pending", "running", "completed", "failed")} == {
+        "pending": 1,
+        "running": 0,
+        "completed": 1,
+        "failed": 1,
+    }
+    assert stats["cancelled"] == 1 and stats["total"] == 4
+    assert stats["next_eta"] is not None
+    assert abs(stats["next_eta"] - utcnow() - dt.timedelta(hours=1)) < dt.timedelta(minutes=1)
+
+    assert [task.id for task in await omniq.list_tasks(status="failed")] == [failed]
+    assert {task.id for task in await omniq.list_tasks()} == {done, failed, cancelled, waiting}
+    assert len(await omniq.list_tasks(limit=2)) == 2
+
+    assert await omniq.retry(done) is False  # only failed or cancelled tasks
+    assert await omniq.retry(failed) is True
+    again = await omniq.get_task(failed)
+    assert again is not None and again["status"] == TaskStatus.PENDING and again["attempts"] == 0
+    async with omniq.worker_pool() as workers:
+        await workers.process_tasks(limit=10)
+    assert len(lines(out)) == 2  # ran once more
+    assert await omniq.retry_failed() == 1
+
+    with pytest.raises(ValueError, match="only finished tasks"):
+        await omniq.purge(0, statuses=["pending"])
+    assert await omniq.purge(dt.timedelta(hours=1)) == 0  # nothing that old
+    assert await omniq.purge(0, statuses=["completed"]) == 1
+    assert await omniq.get_task(done) is None
+    assert await omniq.get_task(cancelled) is not None

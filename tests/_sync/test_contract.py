@@ -531,3 +531,49 @@ def test_huge_payload_is_refused_at_enqueue(base_dir: Path) -> None:
         assert facade.enqueue("task_functions.echo", args=["x" * 10])
     finally:
         facade.close()
+
+
+# ---------------------------------------------------------------------- inspection
+
+
+def test_list_stats_retry_and_purge(omniq: OmniQ, out: str) -> None:
+    done = omniq.enqueue("task_functions.add", args=[1, 1])
+    failed = omniq.enqueue("task_functions.fail_always", args=[out], max_retries=1)
+    cancelled = omniq.enqueue("task_functions.add", args=[2, 2])
+    waiting = omniq.enqueue(
+        "task_functions.add", args=[3, 3], eta=utcnow() + dt.timedelta(hours=1)
+    )
+    assert omniq.cancel(cancelled)
+    with omniq.worker_pool() as workers:
+        workers.process_tasks(limit=10)
+
+    stats = omniq.stats()
+    assert {key: stats[key] for key in ("pending", "running", "completed", "failed")} == {
+        "pending": 1,
+        "running": 0,
+        "completed": 1,
+        "failed": 1,
+    }
+    assert stats["cancelled"] == 1 and stats["total"] == 4
+    assert stats["next_eta"] is not None
+    assert abs(stats["next_eta"] - utcnow() - dt.timedelta(hours=1)) < dt.timedelta(minutes=1)
+
+    assert [task.id for task in omniq.list_tasks(status="failed")] == [failed]
+    assert {task.id for task in omniq.list_tasks()} == {done, failed, cancelled, waiting}
+    assert len(omniq.list_tasks(limit=2)) == 2
+
+    assert omniq.retry(done) is False  # only failed or cancelled tasks
+    assert omniq.retry(failed) is True
+    again = omniq.get_task(failed)
+    assert again is not None and again["status"] == TaskStatus.PENDING and again["attempts"] == 0
+    with omniq.worker_pool() as workers:
+        workers.process_tasks(limit=10)
+    assert len(lines(out)) == 2  # ran once more
+    assert omniq.retry_failed() == 1
+
+    with pytest.raises(ValueError, match="only finished tasks"):
+        omniq.purge(0, statuses=["pending"])
+    assert omniq.purge(dt.timedelta(hours=1)) == 0  # nothing that old
+    assert omniq.purge(0, statuses=["completed"]) == 1
+    assert omniq.get_task(done) is None
+    assert omniq.get_task(cancelled) is not None

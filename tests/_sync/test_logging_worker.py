@@ -47,7 +47,7 @@ def test_worker_run_logs_json_with_correlation_ids(
     records = [json.loads(line) for line in prod_log.getvalue().splitlines()]
     assert records, "nothing was logged"
     for record in records:
-        assert FIELDS <= set(record), record
+        assert set(record) >= FIELDS, record
     by_task: dict[str, list[dict[str, object]]] = {}
     for record in records:
         if record["task_id"]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import signal
 from collections import defaultdict
 
@@ -73,6 +74,6 @@ def test_producer_and_workers_with_random_failures(
         assert 1 <= len(runs) <= BUDGET
         if task["status"] == TaskStatus.FAILED:
             assert len(runs) == BUDGET and task["error"].retry_count == BUDGET
-        for attempt, (earlier, later) in enumerate(zip(runs, runs[1:]), start=1):
+        for attempt, (earlier, later) in enumerate(itertools.pairwise(runs), start=1):
             low, _ = retry_policy.delay_bounds(attempt)
             assert later - earlier >= low, f"task{number} retried too early"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from omniq import OmniQ, Settings, StorageError, TaskStatus
-from omniq._concurrency import join, sleep, spawn
 from omniq._sync.storage import sqlite as sqlite_module
+from omniq._concurrency import join, sleep, spawn
 from omniq.storage.sqlite import SQLiteStorage
 
 
@@ -104,7 +104,8 @@ def test_the_claim_reads_the_partial_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(storage.path)
     parameters = ("token", 1.0, 0.0, 0.0, 0.0, 4)
     plan = " ".join(
-        str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_module._CLAIM}", parameters)
+        str(row[3])
+        for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_module._CLAIM}", parameters)
     )
     conn.close()
     assert "USING INDEX omniq_tasks_due" in plan

@@ -20,6 +20,7 @@ from omniq import retry
 from omniq._async.storage.adapter import as_storage
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq._validation import positive_int
 from omniq.exceptions import StorageError
 from omniq.models import ErrorType, Task, TaskError, TaskStatus, create_task, new_task_id
 from omniq.records import (
@@ -397,6 +398,70 @@ class AsyncTaskQueue:
     async def cancel(self, task_id: str) -> bool:
         """Cancel a PENDING task; False if it is running, finished or unknown."""
         return await self.storage.cancel(task_id, time.time())
+
+    async def list_tasks(
+        self, status: TaskStatus | str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Task]:
+        """Tasks, most recently changed first, optionally only those of ``status``.
+
+        A stored record that cannot be decoded is skipped (and logged).
+        """
+        wanted = None if status is None else TaskStatus(status).value
+        positive_int("limit", limit)
+        tasks: list[Task] = []
+        for record in await self.storage.list_tasks(wanted, limit, offset):
+            try:
+                tasks.append(task_from_record(record, self.serializer))
+            except (ValueError, TypeError) as error:
+                omniq_logging.log_serialization_error("list", str(error), task_id=record.id)
+        return tasks
+
+    async def retry(self, task_id: str) -> bool:
+        """Run a FAILED or CANCELLED task again, now, with a fresh budget of executions."""
+        requeued = await self.storage.requeue(task_id, time.time())
+        if requeued:
+            self._notify()
+        return requeued
+
+    async def retry_failed(self) -> int:
+        """Run every FAILED task again (see :meth:`retry`); return how many."""
+        count = 0
+        while True:
+            batch = await self.storage.list_tasks(TaskStatus.FAILED.value, _RECOVERY_BATCH)
+            if not batch:
+                return count
+            for record in batch:
+                if await self.retry(record.id):
+                    count += 1
+
+    async def purge(
+        self,
+        older_than: dt.timedelta | float,
+        statuses: Sequence[TaskStatus | str] = (
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+        ),
+    ) -> int:
+        """Delete finished tasks that finished more than ``older_than`` ago; return how many.
+
+        Only final statuses (completed, failed, cancelled) can be purged.
+        """
+        age = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or age < 0:
+            raise ValueError(f"older_than must be a timedelta or seconds >= 0, got {older_than!r}")
+        chosen = [TaskStatus(status) for status in statuses]
+        unfinished = [status.value for status in chosen if not status.is_final]
+        if unfinished:
+            raise ValueError(f"only finished tasks can be purged, not {', '.join(unfinished)}")
+        return await self.storage.purge(time.time() - age, [status.value for status in chosen])
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts per status, their total, and when the next pending task is due."""
+        counts: dict[str, Any] = dict(await self.storage.count_by_status())
+        counts["total"] = sum(counts.values())
+        counts["next_eta"] = await self.next_eta()
+        return counts
 
     # ------------------------------------------------------------------ internals
 

@@ -115,6 +115,7 @@ class AsyncWorkerPool:
         self._wake = AsyncEvent()
         await self.queue.open()
         self.queue.add_listener(self._wake.set)
+        self.queue.storage.subscribe(self._wake.set)
         self._started = True
         omniq_logging.log_worker_started(self.name, concurrency=self.concurrency)
         await self._maintain()
@@ -152,6 +153,7 @@ class AsyncWorkerPool:
         self._started = False
         if self._wake is not None:
             self.queue.remove_listener(self._wake.set)
+            self.queue.storage.unsubscribe(self._wake.set)
         omniq_logging.log_worker_stopped(self.name, processed=self._processed)
         if self._owns_queue:
             await self.queue.close()

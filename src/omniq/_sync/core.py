@@ -138,6 +138,36 @@ class OmniQ:
         """Cancel a pending task; False if it already runs, has finished or is unknown."""
         return self.queue.cancel(task_id)
 
+    def list_tasks(
+        self, status: TaskStatus | str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Task]:
+        """Tasks, most recently changed first, optionally only those of ``status``."""
+        return self.queue.list_tasks(status, limit, offset)
+
+    def retry(self, task_id: str) -> bool:
+        """Run a FAILED or CANCELLED task again with a fresh budget; False otherwise."""
+        return self.queue.retry(task_id)
+
+    def retry_failed(self) -> int:
+        """Run every FAILED task again; return how many."""
+        return self.queue.retry_failed()
+
+    def purge(
+        self,
+        older_than: dt.timedelta | float,
+        statuses: Sequence[TaskStatus | str] = (
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+        ),
+    ) -> int:
+        """Delete finished tasks older than ``older_than``; return how many."""
+        return self.queue.purge(older_than, statuses)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per status (and ``total``), and ``next_eta`` of the next pending task."""
+        return self.queue.stats()
+
     def worker_pool(self, **overrides: Any) -> WorkerPool:
         """A worker pool on this queue; keyword arguments override the settings.
 

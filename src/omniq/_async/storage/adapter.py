@@ -9,7 +9,7 @@ returned as it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import arun_blocking
@@ -33,6 +33,14 @@ class AsyncStorageAdapter(AsyncBaseStorage):
     async def close(self) -> None:
         """Close the wrapped storage."""
         await arun_blocking(self.inner.close)
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Forward to the wrapped storage (its wake-ups may come from its own thread)."""
+        self.inner.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Forward to the wrapped storage."""
+        self.inner.unsubscribe(callback)
 
     async def add(self, records: Sequence[TaskRecord]) -> None:
         """See :meth:`AsyncBaseStorage.add`."""
@@ -65,6 +73,22 @@ class AsyncStorageAdapter(AsyncBaseStorage):
     async def next_eta(self) -> float | None:
         """See :meth:`AsyncBaseStorage.next_eta`."""
         return await arun_blocking(self.inner.next_eta)
+
+    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.list_tasks`."""
+        return await arun_blocking(self.inner.list_tasks, status, limit, offset)
+
+    async def count_by_status(self) -> dict[str, int]:
+        """See :meth:`AsyncBaseStorage.count_by_status`."""
+        return await arun_blocking(self.inner.count_by_status)
+
+    async def requeue(self, task_id: str, now: float) -> bool:
+        """See :meth:`AsyncBaseStorage.requeue`."""
+        return await arun_blocking(self.inner.requeue, task_id, now)
+
+    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """See :meth:`AsyncBaseStorage.purge`."""
+        return await arun_blocking(self.inner.purge, before, statuses)
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""

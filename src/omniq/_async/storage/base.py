@@ -10,7 +10,7 @@ worker whose lease was taken over can never overwrite the newer attempt.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from omniq.records import TaskRecord, Transition
@@ -24,6 +24,16 @@ class AsyncBaseStorage(ABC):
 
     async def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections and handles. Idempotent."""
+
+    def subscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027  (optional hook)
+        """Call ``callback``, from any thread, when another process makes a task due.
+
+        Lets idle workers start a task at once instead of at their next poll. The
+        default does nothing: workers poll. ``callback`` must be quick and thread-safe.
+        """
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027  (optional hook)
+        """Stop calling ``callback``; unknown callbacks are ignored."""
 
     async def __aenter__(self) -> AsyncBaseStorage:
         await self.open()
@@ -85,6 +95,30 @@ class AsyncBaseStorage(ABC):
         cannot answer cheaply keeps this default, and workers fall back to polling.
         """
         return None
+
+    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Up to ``limit`` tasks (of ``status``, or all), most recently changed first."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list tasks yet")
+
+    async def count_by_status(self) -> dict[str, int]:
+        """The number of tasks in each status, every status present (zeros included)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot count tasks yet")
+
+    async def requeue(self, task_id: str, now: float) -> bool:
+        """Put a FAILED or CANCELLED task back to PENDING, due ``now``, with a fresh budget.
+
+        ``attempts`` goes back to 0 and the error, result and finish time are cleared.
+        False (nothing changed) for a task in any other state, or an unknown id.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot requeue tasks yet")
+
+    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """Delete tasks in the given final statuses that finished before ``before``.
+
+        Statuses that are not final (pending, running) are ignored. Returns how
+        many tasks were deleted.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot purge tasks yet")
 
     @abstractmethod
     async def cancel(self, task_id: str, now: float) -> bool:

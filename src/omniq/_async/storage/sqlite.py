@@ -22,7 +22,7 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncLock, arun_blocking
 from omniq._fs import ensure_private_file
 from omniq.exceptions import StorageError
-from omniq.records import RECORD_FIELDS, TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
 SCHEMA_VERSION = 1
 DB_FILENAME = "omniq.db"
@@ -296,6 +296,55 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             changed = cursor.rowcount == 1
             await cursor.close()
         return changed
+
+    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status."""
+        where = "" if status is None else "WHERE status = ?"
+        params: tuple[object, ...] = () if status is None else (status,)
+        return await self._select(
+            f"SELECT {_COLUMNS} FROM {TABLE} {where} "
+            "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status (zeros included)."""
+        conn = await self._connection()
+        async with self._lock:
+            cursor = await conn.execute(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status")
+            rows = await cursor.fetchall()
+            await cursor.close()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({str(status): int(count) for status, count in rows})
+        return counts
+
+    async def requeue(self, task_id: str, now: float) -> bool:
+        """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE {TABLE} SET status = 'pending', attempts = 0, eta = ?, updated_at = ?, "
+                "error = NULL, result = NULL, finished_at = NULL, started_at = NULL "
+                "WHERE id = ? AND status IN ('failed', 'cancelled')",
+                (now, now, task_id),
+            )
+            changed = cursor.rowcount == 1
+            await cursor.close()
+        return changed
+
+    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """Delete finished tasks of ``statuses`` that finished before ``before``."""
+        final = [status for status in statuses if status in FINAL_STATUSES]
+        if not final:
+            return 0
+        marks = ", ".join("?" for _ in final)
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                f"DELETE FROM {TABLE} WHERE status IN ({marks}) AND finished_at < ?",
+                (*final, before),
+            )
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted
 
     async def _select(self, sql: str, params: Sequence[object]) -> list[TaskRecord]:
         conn = await self._connection()

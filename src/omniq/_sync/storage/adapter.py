@@ -10,7 +10,7 @@ returned as it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import run_blocking
@@ -34,6 +34,14 @@ class StorageAdapter(BaseStorage):
     def close(self) -> None:
         """Close the wrapped storage."""
         run_blocking(self.inner.close)
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Forward to the wrapped storage (its wake-ups may come from its own thread)."""
+        self.inner.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Forward to the wrapped storage."""
+        self.inner.unsubscribe(callback)
 
     def add(self, records: Sequence[TaskRecord]) -> None:
         """See :meth:`AsyncBaseStorage.add`."""
@@ -66,6 +74,22 @@ class StorageAdapter(BaseStorage):
     def next_eta(self) -> float | None:
         """See :meth:`AsyncBaseStorage.next_eta`."""
         return run_blocking(self.inner.next_eta)
+
+    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.list_tasks`."""
+        return run_blocking(self.inner.list_tasks, status, limit, offset)
+
+    def count_by_status(self) -> dict[str, int]:
+        """See :meth:`AsyncBaseStorage.count_by_status`."""
+        return run_blocking(self.inner.count_by_status)
+
+    def requeue(self, task_id: str, now: float) -> bool:
+        """See :meth:`AsyncBaseStorage.requeue`."""
+        return run_blocking(self.inner.requeue, task_id, now)
+
+    def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """See :meth:`AsyncBaseStorage.purge`."""
+        return run_blocking(self.inner.purge, before, statuses)
 
     def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import ThreadGuard
-from omniq.records import TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, STATUSES, TaskRecord, Transition
 
 
 class MemoryStorage(BaseStorage):
@@ -144,6 +144,55 @@ class MemoryStorage(BaseStorage):
                     return eta
                 heapq.heappop(self._due)
             return None
+
+    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status."""
+        with self._guard:
+            found = [
+                dataclasses.replace(record)
+                for record in self._tasks.values()
+                if status is None or record.status == status
+            ]
+        found.sort(key=lambda record: record.updated_at, reverse=True)
+        return found[offset : offset + limit]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status (zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        with self._guard:
+            for record in self._tasks.values():
+                counts[record.status] += 1
+        return counts
+
+    def requeue(self, task_id: str, now: float) -> bool:
+        """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
+        with self._guard:
+            record = self._tasks.get(task_id)
+            if record is None or record.status not in ("failed", "cancelled"):
+                return False
+            record.status = "pending"
+            record.attempts = 0
+            record.eta = now
+            record.updated_at = now
+            record.error = record.result = None
+            record.finished_at = record.started_at = None
+            self._push(record)
+            return True
+
+    def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """Delete finished tasks of ``statuses`` that finished before ``before``."""
+        final = FINAL_STATUSES.intersection(statuses)
+        with self._guard:
+            doomed = [
+                task_id
+                for task_id, record in self._tasks.items()
+                if record.status in final
+                and record.finished_at is not None
+                and record.finished_at < before
+            ]
+            for task_id in doomed:
+                del self._tasks[task_id]
+        return len(doomed)
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task (its heap entry goes stale)."""

@@ -23,7 +23,7 @@ from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import Lock, run_blocking
 from omniq._fs import ensure_private_file
 from omniq.exceptions import StorageError
-from omniq.records import RECORD_FIELDS, TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
 SCHEMA_VERSION = 1
 DB_FILENAME = "omniq.db"
@@ -297,6 +297,55 @@ class SQLiteStorage(BaseStorage):
             changed = cursor.rowcount == 1
             cursor.close()
         return changed
+
+    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status."""
+        where = "" if status is None else "WHERE status = ?"
+        params: tuple[object, ...] = () if status is None else (status,)
+        return self._select(
+            f"SELECT {_COLUMNS} FROM {TABLE} {where} "
+            "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status (zeros included)."""
+        conn = self._connection()
+        with self._lock:
+            cursor = conn.execute(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status")
+            rows = cursor.fetchall()
+            cursor.close()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({str(status): int(count) for status, count in rows})
+        return counts
+
+    def requeue(self, task_id: str, now: float) -> bool:
+        """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE {TABLE} SET status = 'pending', attempts = 0, eta = ?, updated_at = ?, "
+                "error = NULL, result = NULL, finished_at = NULL, started_at = NULL "
+                "WHERE id = ? AND status IN ('failed', 'cancelled')",
+                (now, now, task_id),
+            )
+            changed = cursor.rowcount == 1
+            cursor.close()
+        return changed
+
+    def purge(self, before: float, statuses: Sequence[str]) -> int:
+        """Delete finished tasks of ``statuses`` that finished before ``before``."""
+        final = [status for status in statuses if status in FINAL_STATUSES]
+        if not final:
+            return 0
+        marks = ", ".join("?" for _ in final)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM {TABLE} WHERE status IN ({marks}) AND finished_at < ?",
+                (*final, before),
+            )
+            deleted = cursor.rowcount
+            cursor.close()
+        return deleted
 
     def _select(self, sql: str, params: Sequence[object]) -> list[TaskRecord]:
         conn = self._connection()
