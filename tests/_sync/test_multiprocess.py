@@ -12,19 +12,21 @@ from conftest import TESTS_DIR, requires_persistence
 from processes import environment
 from task_functions import lines
 
-from omniq import OmniQ, Settings, TaskStatus
+from omniq import OmniQ, Settings
 
 TWIN = "async" if inspect.iscoroutinefunction(OmniQ.enqueue) else "sync"
-PROCESSES = 3
-TASKS = 1500
+PROCESSES = 4
+TASKS = 5000
 
 
 @requires_persistence()
 def test_processes_drain_one_store_exactly_once(
     omniq: OmniQ, settings: Settings, out: str
 ) -> None:
-    ids = omniq.enqueue_many(
-        {"func_path": "task_functions.record", "args": [out, i]} for i in range(TASKS)
+    ids_set = set(
+        omniq.enqueue_many(
+            {"func_path": "task_functions.record", "args": [out, i]} for i in range(TASKS)
+        )
     )
     workers = [
         subprocess.Popen(
@@ -46,7 +48,7 @@ def test_processes_drain_one_store_exactly_once(
     assert sum(1 for count in processed if count > 0) >= 2, processed  # they did compete
     assert sorted(executions) == list(range(TASKS))  # none lost
     assert set(executions.values()) == {1}  # none run twice
-    for task_id in ids:
-        task = omniq.get_task(task_id)
-        assert task is not None and task["status"] == TaskStatus.COMPLETED
-        assert task["attempts"] == 1
+    stats = omniq.stats()
+    assert (stats["completed"], stats["running"], stats["pending"]) == (TASKS, 0, 0)
+    for task in omniq.list_tasks(limit=TASKS):
+        assert task["id"] in ids_set and task["attempts"] == 1
