@@ -119,3 +119,23 @@ def test_wal_and_full_synchronous_by_default(tmp_path: Path) -> None:
     conn = sqlite3.connect(storage.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_idle_claims_take_no_write_lock(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "db", busy_timeout=0.2)
+    assert storage.claim(0.0, 1.0, 4) == []  # empty: remembers data_version
+    locker = hold_write_lock(storage.path)
+    try:
+        # Nothing was committed since: no transaction, so no "database is locked".
+        for _ in range(3):
+            assert storage.claim(1.0, 2.0, 4) == []
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    other = SQLiteStorage(storage.path)
+    facade = OmniQ(Settings(base_dir=tmp_path), storage=other)
+    task_id = facade.enqueue("task_functions.add", args=[1, 1])
+    facade.close()
+    claimed = storage.claim(9e9, 9e9 + 1, 4)  # another connection committed: noticed
+    assert [record.id for record in claimed] == [task_id]
+    storage.close()

@@ -114,6 +114,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._lock = AsyncLock()
+        # After an empty claim: (data_version, earliest pending eta) at that moment.
+        self._idle: tuple[int, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -183,6 +185,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         # lock keeps their transactions from interleaving on it.
         conn = await self._connection()
         async with self._lock:
+            self._idle = None  # this connection writes: the idle shortcut no longer holds
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -200,12 +203,24 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             )
 
     async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``."""
+        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
+
+        After a claim that found nothing, the next ones skip the write transaction
+        while nothing changed: no other connection committed (``PRAGMA
+        data_version``, answered from memory) and the earliest pending eta is still
+        ahead. So idle workers poll without taking SQLite's write lock.
+        """
+        if self._idle is not None and await self._still_idle(now):
+            return []
         token = uuid.uuid4().hex
+        idle: tuple[int, float | None] | None = None
         async with self._transaction() as conn:
             cursor = await conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
             rows = await cursor.fetchall()
             await cursor.close()
+            if not rows:
+                idle = (await self._data_version(conn), await self._earliest_eta(conn))
+        self._idle = idle
         # RETURNING gives rows in no promised order: restore (eta, enqueue order).
         ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
         return [TaskRecord(*row[1:]) for row in ordered]
@@ -277,13 +292,33 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """The earliest pending eta: the first entry of the claim index."""
         conn = await self._connection()
         async with self._lock:
-            cursor = await conn.execute(
-                f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
-                "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
-            )
-            row = await cursor.fetchone()
-            await cursor.close()
+            return await self._earliest_eta(conn)
+
+    async def _earliest_eta(self, conn: aiosqlite.Connection) -> float | None:
+        cursor = await conn.execute(
+            f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
+            "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
         return None if row is None else float(row[0])
+
+    async def _data_version(self, conn: aiosqlite.Connection) -> int:
+        cursor = await conn.execute("PRAGMA data_version")
+        row = await cursor.fetchone()
+        await cursor.close()
+        return int(row[0]) if row else -1
+
+    async def _still_idle(self, now: float) -> bool:
+        """Whether the last empty claim still holds: nothing committed since, nothing due."""
+        conn = await self._connection()
+        async with self._lock:
+            version = await self._data_version(conn)
+        idle = self._idle
+        if idle is None or version != idle[0]:
+            return False
+        next_eta = idle[1]
+        return next_eta is None or now < next_eta
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""

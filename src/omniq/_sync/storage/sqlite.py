@@ -115,6 +115,8 @@ class SQLiteStorage(BaseStorage):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = Lock()
+        # After an empty claim: (data_version, earliest pending eta) at that moment.
+        self._idle: tuple[int, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -184,6 +186,7 @@ class SQLiteStorage(BaseStorage):
         # lock keeps their transactions from interleaving on it.
         conn = self._connection()
         with self._lock:
+            self._idle = None  # this connection writes: the idle shortcut no longer holds
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -201,12 +204,24 @@ class SQLiteStorage(BaseStorage):
             )
 
     def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``."""
+        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
+
+        After a claim that found nothing, the next ones skip the write transaction
+        while nothing changed: no other connection committed (``PRAGMA
+        data_version``, answered from memory) and the earliest pending eta is still
+        ahead. So idle workers poll without taking SQLite's write lock.
+        """
+        if self._idle is not None and self._still_idle(now):
+            return []
         token = uuid.uuid4().hex
+        idle: tuple[int, float | None] | None = None
         with self._transaction() as conn:
             cursor = conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
             rows = cursor.fetchall()
             cursor.close()
+            if not rows:
+                idle = (self._data_version(conn), self._earliest_eta(conn))
+        self._idle = idle
         # RETURNING gives rows in no promised order: restore (eta, enqueue order).
         ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
         return [TaskRecord(*row[1:]) for row in ordered]
@@ -278,13 +293,33 @@ class SQLiteStorage(BaseStorage):
         """The earliest pending eta: the first entry of the claim index."""
         conn = self._connection()
         with self._lock:
-            cursor = conn.execute(
-                f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
-                "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
-            )
-            row = cursor.fetchone()
-            cursor.close()
+            return self._earliest_eta(conn)
+
+    def _earliest_eta(self, conn: sqlite3.Connection) -> float | None:
+        cursor = conn.execute(
+            f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
+            "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
+        )
+        row = cursor.fetchone()
+        cursor.close()
         return None if row is None else float(row[0])
+
+    def _data_version(self, conn: sqlite3.Connection) -> int:
+        cursor = conn.execute("PRAGMA data_version")
+        row = cursor.fetchone()
+        cursor.close()
+        return int(row[0]) if row else -1
+
+    def _still_idle(self, now: float) -> bool:
+        """Whether the last empty claim still holds: nothing committed since, nothing due."""
+        conn = self._connection()
+        with self._lock:
+            version = self._data_version(conn)
+        idle = self._idle
+        if idle is None or version != idle[0]:
+            return False
+        next_eta = idle[1]
+        return next_eta is None or now < next_eta
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
