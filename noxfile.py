@@ -13,7 +13,7 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["unasync", "lint", "types", "shared", "tests", "interop"]
 
 TWINS = ["async", "sync"]
-BACKENDS = ["sqlite", "memory"]
+BACKENDS = ["sqlite", "memory", "file"]
 SOURCES = ["src/omniq", "tests", "scripts", "noxfile.py"]
 
 

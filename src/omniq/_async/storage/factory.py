@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from omniq._async.storage.base import AsyncBaseStorage
+from omniq._async.storage.file import AsyncFileStorage
 from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.storage.sqlite import AsyncSQLiteStorage
 from omniq.config import Settings
@@ -12,6 +13,8 @@ def storage_from_settings(settings: Settings) -> AsyncBaseStorage:
     """A new, unopened storage for ``settings.backend``."""
     if settings.backend == "sqlite":
         return AsyncSQLiteStorage(settings.sqlite_path, durability=settings.durability)
+    if settings.backend == "file":
+        return AsyncFileStorage(settings.base_dir, durability=settings.durability)
     if settings.backend == "memory":
         return AsyncMemoryStorage()
     raise ValueError(f"backend {settings.backend!r} is not available in this build of omniq")

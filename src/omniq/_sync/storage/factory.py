@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from omniq._sync.storage.base import BaseStorage
+from omniq._sync.storage.file import FileStorage
 from omniq._sync.storage.memory import MemoryStorage
 from omniq._sync.storage.sqlite import SQLiteStorage
 from omniq.config import Settings
@@ -13,6 +14,8 @@ def storage_from_settings(settings: Settings) -> BaseStorage:
     """A new, unopened storage for ``settings.backend``."""
     if settings.backend == "sqlite":
         return SQLiteStorage(settings.sqlite_path, durability=settings.durability)
+    if settings.backend == "file":
+        return FileStorage(settings.base_dir, durability=settings.durability)
     if settings.backend == "memory":
         return MemoryStorage()
     raise ValueError(f"backend {settings.backend!r} is not available in this build of omniq")
