@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
 import signal
 import threading
@@ -22,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
+from omniq._threads import THREADS, ThreadHandle
 from omniq.exceptions import TaskTimeout
 
 T = TypeVar("T")
@@ -163,11 +163,11 @@ def _run_on_daemon_thread(
     args: Sequence[Any],
     kwargs: dict[str, Any],
 ) -> asyncio.Future[Any]:
-    # A fresh daemon thread per call, not the loop's default executor: a timed-out
-    # blocking function cannot be killed, and an abandoned call must not hold one
-    # of a small executor's few threads (nor keep the interpreter from exiting).
+    # omniq's thread cache, not the loop's default executor: a timed-out blocking
+    # function cannot be killed, and an abandoned call must not hold one of a small
+    # executor's few threads (nor keep the interpreter from exiting); the cache
+    # starts another thread instead.
     future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
 
     def settle(result: Any, error: BaseException | None) -> None:
         if future.done():
@@ -179,14 +179,14 @@ def _run_on_daemon_thread(
 
     def runner() -> None:
         try:
-            outcome: tuple[Any, BaseException | None] = (context.run(fn, *args, **kwargs), None)
+            outcome: tuple[Any, BaseException | None] = (fn(*args, **kwargs), None)
         except BaseException as error:  # handed to the awaiting task
             outcome = (None, error)
         # An abandoned call (timed out) may end after its loop closed: nobody waits then.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, *outcome)
 
-    threading.Thread(target=runner, daemon=True, name=f"omniq-call-{fn!r:.40}").start()
+    THREADS.submit(runner, name=f"omniq-call-{fn!r:.40}")  # runs in a copy of our context
     return future
 
 
@@ -245,25 +245,22 @@ Event = threading.Event
 
 Lock = threading.Lock
 ThreadGuard = threading.Lock
-Handle: TypeAlias = threading.Thread
+Handle: TypeAlias = ThreadHandle
 
 Cancelled: tuple[type[BaseException], ...] = ()
 """Threads are never cancelled, so ``except Cancelled`` matches nothing."""
 
 
-def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> threading.Thread:
-    """Start ``fn(*args)`` on a daemon thread that runs in a copy of the current context.
+def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> ThreadHandle:
+    """Start ``fn(*args)`` on a (reused) daemon thread, in a copy of the current context.
 
     ``threading.Thread`` does not copy contextvars (asyncio tasks do), so without
     the copy the log correlation id would not follow a task onto its thread.
     """
-    context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(fn, *args), name=name, daemon=True)
-    thread.start()
-    return thread
+    return THREADS.submit(fn, *args, name=name)
 
 
-def join(handles: Sequence[threading.Thread], timeout: float | None = None) -> int:
+def join(handles: Sequence[ThreadHandle], timeout: float | None = None) -> int:
     """Wait for ``handles`` to finish, at most ``timeout`` seconds; return how many still run."""
     deadline = None if timeout is None else time.monotonic() + timeout
     for thread in handles:
@@ -276,7 +273,7 @@ def join(handles: Sequence[threading.Thread], timeout: float | None = None) -> i
     return sum(1 for thread in handles if thread.is_alive())
 
 
-def cancel(handle: threading.Thread) -> None:
+def cancel(handle: ThreadHandle) -> None:
     """Threads cannot be cancelled: the blocking twin of :func:`acancel` does nothing."""
     del handle
 

@@ -52,6 +52,8 @@ class Settings:
     * ``durability``: ``"full"`` keeps an acknowledged enqueue through an OS crash;
       ``"fast"`` survives a crash of the process only.
     * ``max_payload_bytes``: the largest encoded ``args`` + ``kwargs`` accepted.
+    * ``eager``: for tests: ``enqueue`` runs the task inline and keeps it in memory
+      (``backend`` is then not used); see docs/testing.md.
     """
 
     backend: str = "sqlite"
@@ -64,6 +66,7 @@ class Settings:
     lease_timeout: float = 30.0
     durability: str = "full"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    eager: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize in place once, at construction
@@ -89,6 +92,8 @@ class Settings:
                 f"unknown durability {self.durability!r}; choose one of {', '.join(DURABILITIES)}"
             )
         set_(self, "max_payload_bytes", positive_int("max_payload_bytes", self.max_payload_bytes))
+        if not isinstance(self.eager, bool):
+            raise TypeError(f"eager must be True or False, got {self.eager!r}")
 
     @property
     def sqlite_path(self) -> Path:
@@ -106,7 +111,8 @@ class Settings:
         Read: ``OMNIQ_BACKEND``, ``OMNIQ_BASE_DIR``, ``OMNIQ_DSN``,
         ``OMNIQ_MAX_RETRIES``, ``OMNIQ_TASK_TIMEOUT``, ``OMNIQ_CONCURRENCY``,
         ``OMNIQ_POLL_INTERVAL``, ``OMNIQ_LEASE_TIMEOUT``, ``OMNIQ_DURABILITY``,
-        ``OMNIQ_MAX_PAYLOAD_BYTES``.
+        ``OMNIQ_MAX_PAYLOAD_BYTES``, ``OMNIQ_EAGER`` (``1``/``true``/``yes``/``on`` or
+        ``0``/``false``/``no``/``off``).
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -126,6 +132,15 @@ def _optional_float(raw: str) -> float | None:
     return None if raw.lower() in ("none", "0", "") else float(raw)
 
 
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 _ENV_FIELDS: dict[str, Any] = {
     "backend": str,
     "base_dir": Path,
@@ -137,4 +152,5 @@ _ENV_FIELDS: dict[str, Any] = {
     "lease_timeout": float,
     "durability": str,
     "max_payload_bytes": int,
+    "eager": _flag,
 }

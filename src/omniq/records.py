@@ -173,6 +173,9 @@ class Transition:
 
     ``status`` is the new status; ``eta`` is set for a retry; ``successor`` is a
     new task (the next run of an interval task) to insert in the same transaction.
+    ``expired_before`` (recovery of a dead worker's task) applies the transition
+    only if the lease still ends before that time: a holder that renewed its
+    lease in the meantime is alive and keeps the task.
     """
 
     status: str
@@ -181,8 +184,22 @@ class Transition:
     error: str | None = None
     eta: float | None = None
     successor: TaskRecord | None = None
+    expired_before: float | None = None
 
     @property
     def is_final(self) -> bool:
         """Whether the task leaves the RUNNING/PENDING cycle for good."""
         return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt of a claimed task came to: a result, or an error.
+
+    ``duration`` is how long the function ran (seconds), for the log.
+    """
+
+    task: Task
+    result: Any = None
+    error: TaskError | None = None
+    duration: float | None = None

@@ -20,6 +20,7 @@ from omniq import retry as retry_policy
 from omniq._concurrency import ajoin, asleep, aspawn
 from omniq.exceptions import TaskCancelled, TaskFailed, TaskNotFound
 from omniq.models import TaskError, get_error_message, has_error, is_failed
+from omniq.records import Transition
 
 
 def utcnow() -> dt.datetime:
@@ -576,3 +577,20 @@ async def test_list_stats_retry_and_purge(omniq: AsyncOmniQ, out: str) -> None:
     assert await omniq.purge(0, statuses=["completed"]) == 1
     assert await omniq.get_task(done) is None
     assert await omniq.get_task(cancelled) is not None
+
+
+async def test_recovery_never_takes_a_task_whose_lease_was_renewed(omniq: AsyncOmniQ) -> None:
+    queue = omniq.queue
+    task_id = await queue.enqueue("task_functions.add", [1, 1])
+    (task,) = await queue.dequeue_many(1, lease_timeout=0.05)
+    await asleep(0.1)
+    looked_at = time.time()
+    assert [record.id for record in await queue.storage.expired(looked_at, 10)] == [task_id]
+    # The holder was only slow: it renews its lease before the recovery writes.
+    assert await queue.heartbeat([task], lease_timeout=60) == []
+    late_recovery = Transition(
+        status="pending", now=looked_at, eta=looked_at, expired_before=looked_at
+    )
+    assert await queue.storage.finish(task_id, task.attempt_token or "", late_recovery) is False
+    assert await queue.recover_expired() == 0
+    assert await queue.complete_task(task_id, 2, task) is True  # the holder still owns it

@@ -21,6 +21,7 @@ from omniq import retry as retry_policy
 from omniq._concurrency import join, sleep, spawn
 from omniq.exceptions import TaskCancelled, TaskFailed, TaskNotFound
 from omniq.models import TaskError, get_error_message, has_error, is_failed
+from omniq.records import Transition
 
 
 def utcnow() -> dt.datetime:
@@ -577,3 +578,20 @@ def test_list_stats_retry_and_purge(omniq: OmniQ, out: str) -> None:
     assert omniq.purge(0, statuses=["completed"]) == 1
     assert omniq.get_task(done) is None
     assert omniq.get_task(cancelled) is not None
+
+
+def test_recovery_never_takes_a_task_whose_lease_was_renewed(omniq: OmniQ) -> None:
+    queue = omniq.queue
+    task_id = queue.enqueue("task_functions.add", [1, 1])
+    (task,) = queue.dequeue_many(1, lease_timeout=0.05)
+    sleep(0.1)
+    looked_at = time.time()
+    assert [record.id for record in queue.storage.expired(looked_at, 10)] == [task_id]
+    # The holder was only slow: it renews its lease before the recovery writes.
+    assert queue.heartbeat([task], lease_timeout=60) == []
+    late_recovery = Transition(
+        status="pending", now=looked_at, eta=looked_at, expired_before=looked_at
+    )
+    assert queue.storage.finish(task_id, task.attempt_token or "", late_recovery) is False
+    assert queue.recover_expired() == 0
+    assert queue.complete_task(task_id, 2, task) is True  # the holder still owns it

@@ -3,6 +3,9 @@
 It builds the storage and queue that ``Settings`` describe and hands out worker
 pools configured from the same settings. One instance may be shared by every
 coroutine of an application (and, in the blocking twin, by every thread).
+
+With ``Settings(eager=True)`` (for tests) the store is a fresh in-memory one and
+``enqueue`` runs each task inline before returning (see ``omniq._async.executor``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from omniq._async.executor import run_inline, run_many_inline
 from omniq._async.queue import AsyncTaskQueue
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.factory import storage_from_settings
+from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.worker import AsyncWorkerPool
 from omniq._concurrency import asleep
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
@@ -39,6 +44,11 @@ class AsyncOmniQ:
         serializer: Serializer | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        if self.settings.eager:
+            # Eager tasks live in this instance's memory, so no worker elsewhere can take one.
+            if storage is not None:
+                raise ValueError("eager mode keeps tasks in memory: do not pass a storage")
+            storage = AsyncMemoryStorage()
         self.queue = AsyncTaskQueue(
             storage if storage is not None else storage_from_settings(self.settings),
             serializer,
@@ -85,7 +95,20 @@ class AsyncOmniQ:
 
         See :meth:`AsyncTaskQueue.enqueue` for the options; ``max_retries``
         defaults to ``Settings.max_retries`` (the total number of executions).
+        In eager mode the task has run (retries included) when this returns.
         """
+        if self.settings.eager:
+            return await run_inline(
+                self.queue,
+                func_path,
+                args,
+                kwargs,
+                eta,
+                interval,
+                max_retries,
+                timeout,
+                default_timeout=self.settings.task_timeout,
+            )
         return await self.queue.enqueue(
             func_path, args, kwargs, eta, interval, max_retries, timeout
         )
@@ -94,8 +117,13 @@ class AsyncOmniQ:
         """Store many tasks in one transaction; each item holds :meth:`enqueue`'s arguments.
 
         Every item is validated first, so one bad item stores none. Returns the ids
-        in order. ``max_retries`` defaults to ``Settings.max_retries``.
+        in order. ``max_retries`` defaults to ``Settings.max_retries``. In eager
+        mode the tasks run one after the other, in order, before this returns.
         """
+        if self.settings.eager:
+            return await run_many_inline(
+                self.queue, items, default_timeout=self.settings.task_timeout
+            )
         return await self.queue.enqueue_many(items)
 
     async def get_task(self, task_id: str) -> Task | None:

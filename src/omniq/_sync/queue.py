@@ -25,6 +25,7 @@ from omniq._validation import positive_int
 from omniq.exceptions import StorageError
 from omniq.models import ErrorType, Task, TaskError, TaskStatus, create_task, new_task_id
 from omniq.records import (
+    Outcome,
     TaskRecord,
     Transition,
     encode_error,
@@ -267,27 +268,12 @@ class TaskQueue:
         """Store ``result`` and mark the task COMPLETED.
 
         For an interval task the next run is enqueued, as a new task, in the same
-        transaction. Returns False when this attempt no longer holds the task (its
-        lease was taken over): the newer attempt's outcome is left alone.
+        transaction. A result the serializer cannot encode fails the task instead
+        (not retried). Returns False when this attempt no longer holds the task
+        (its lease was taken over): the newer attempt's outcome is left alone.
         """
         task = self._held_task(task_id, task)
-        now = time.time()
-        try:
-            encoded = self.serializer.dumps(result)
-        except (TypeError, ValueError) as error:
-            failure = TaskError(
-                error_type=ErrorType.SERIALIZATION,
-                message=f"the task's result cannot be serialized: {error}",
-                is_retryable=False,
-            )
-            return self.fail_task(task_id, failure, task)
-        transition = Transition(
-            status=TaskStatus.COMPLETED.value,
-            now=now,
-            result=encoded,
-            successor=self._successor(task, now),
-        )
-        return self._finish(task, transition)
+        return (self.record_outcomes([Outcome(task, result=result)]))[0]
 
     def fail_task(
         self,
@@ -305,36 +291,110 @@ class TaskQueue:
         is still scheduled). Returns False when this attempt no longer holds the task.
         """
         task = self._held_task(task_id, task)
-        budget = self._budget(task, default_max_retries)
-        stored_error = dataclasses.replace(
-            _as_task_error(error), retry_count=task.attempts, max_retries=budget
-        )
+        outcome = Outcome(task, error=_as_task_error(error))
+        return (self.record_outcomes([outcome], default_max_retries))[0]
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[Outcome],
+        default_max_retries: int | None = None,
+        worker: str | None = None,
+    ) -> list[bool]:
+        """Record the outcomes of several attempts in one storage transaction.
+
+        Each is applied as :meth:`complete_task` or :meth:`fail_task` would apply
+        it. Returns, per outcome, whether its attempt still held the task. Worker
+        pools call this with the outcomes gathered since their last write, so a
+        busy pool commits once for many tasks; a crash before the write leaves
+        those tasks RUNNING until their lease ends, then they run again.
+        """
         now = time.time()
-        will_retry = stored_error.is_retryable and retry.should_retry(task.attempts, budget)
-        if will_retry:
-            transition = Transition(
+        planned = [self._plan(outcome, now, default_max_retries) for outcome in outcomes]
+        # Only a claimed attempt (RUNNING, with its token) can report an outcome.
+        writable = [
+            position
+            for position, outcome in enumerate(outcomes)
+            if outcome.task.status == TaskStatus.RUNNING and outcome.task.attempt_token
+        ]
+        held = [False] * len(outcomes)
+        if writable:
+            items = [
+                (outcomes[i].task.id, outcomes[i].task.attempt_token or "", planned[i][0])
+                for i in writable
+            ]
+            for position, changed in zip(
+                writable, self.storage.finish_many(items), strict=True
+            ):
+                held[position] = changed
+        for outcome, (transition, error), changed in zip(outcomes, planned, held, strict=True):
+            if changed:
+                self._log_outcome(outcome, transition, error, worker)
+        return held
+
+    def _plan(
+        self, outcome: Outcome, now: float, default_max_retries: int | None
+    ) -> tuple[Transition, TaskError | None]:
+        """The transition an outcome leads to, and the error stored with it."""
+        task = outcome.task
+        error = outcome.error
+        if error is None:
+            try:
+                encoded = self.serializer.dumps(outcome.result)
+            except (TypeError, ValueError) as failure:
+                error = TaskError(
+                    error_type=ErrorType.SERIALIZATION,
+                    message=f"the task's result cannot be serialized: {failure}",
+                    is_retryable=False,
+                )
+            else:
+                completed = Transition(
+                    status=TaskStatus.COMPLETED.value,
+                    now=now,
+                    result=encoded,
+                    successor=self._successor(task, now),
+                )
+                return completed, None
+        budget = self._budget(task, default_max_retries)
+        stored = dataclasses.replace(error, retry_count=task.attempts, max_retries=budget)
+        if stored.is_retryable and retry.should_retry(task.attempts, budget):
+            retried = Transition(
                 status=TaskStatus.PENDING.value,
                 now=now,
-                error=encode_error(stored_error),
+                error=encode_error(stored),
                 eta=now + retry.retry_delay(task.attempts),
             )
+            return retried, stored
+        failed = Transition(
+            status=TaskStatus.FAILED.value,
+            now=now,
+            error=encode_error(stored),
+            successor=self._successor(task, now),
+        )
+        return failed, stored
+
+    def _log_outcome(
+        self,
+        outcome: Outcome,
+        transition: Transition,
+        error: TaskError | None,
+        worker: str | None,
+    ) -> None:
+        task = outcome.task
+        extra: dict[str, Any] = {"correlation_id": task.correlation_id or task.id}
+        if worker is not None:
+            extra["worker"] = worker
+        if error is None:
+            if outcome.duration is not None:
+                extra["duration"] = round(outcome.duration, 6)
+            omniq_logging.log_task_completed(task.id, task.attempts, **extra)
         else:
-            transition = Transition(
-                status=TaskStatus.FAILED.value,
-                now=now,
-                error=encode_error(stored_error),
-                successor=self._successor(task, now),
-            )
-        changed = self._finish(task, transition)
-        if changed:
             omniq_logging.log_task_failed(
                 task.id,
-                str(stored_error),
-                will_retry=will_retry,
+                str(error),
+                will_retry=transition.status == TaskStatus.PENDING.value,
                 attempt=task.attempts,
-                correlation_id=task.correlation_id or task.id,
+                **extra,
             )
-        return changed
 
     def release(self, task: Task) -> bool:
         """Put a claimed task back to PENDING without spending an attempt (shutdown)."""
@@ -377,13 +437,21 @@ class TaskQueue:
                 retry_count=record.attempts,
                 max_retries=budget,
             )
+            # expired_before: if the holder renews its lease meanwhile, it is alive.
             if retry.should_retry(record.attempts, budget):
                 transition = Transition(
-                    status=TaskStatus.PENDING.value, now=now, error=encode_error(lost), eta=now
+                    status=TaskStatus.PENDING.value,
+                    now=now,
+                    error=encode_error(lost),
+                    eta=now,
+                    expired_before=now,
                 )
             else:
                 transition = Transition(
-                    status=TaskStatus.FAILED.value, now=now, error=encode_error(lost)
+                    status=TaskStatus.FAILED.value,
+                    now=now,
+                    error=encode_error(lost),
+                    expired_before=now,
                 )
             if self.storage.finish(record.id, record.attempt_token, transition):
                 handled += 1
@@ -479,11 +547,6 @@ class TaskQueue:
         if task.max_retries is not None:
             return task.max_retries
         return self.max_retries if default_max_retries is None else default_max_retries
-
-    def _finish(self, task: Task, transition: Transition) -> bool:
-        if task.status != TaskStatus.RUNNING or task.attempt_token is None:
-            return False
-        return self.storage.finish(task.id, task.attempt_token, transition)
 
     def _successor(self, task: Task, now: float) -> TaskRecord | None:
         """The next run of an interval task, due one interval after this run was due.

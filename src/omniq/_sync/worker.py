@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 import uuid
 from types import TracebackType
-from typing import Any
 
 from omniq import logging as omniq_logging
+from omniq._sync.executor import log_lost, run_task
 from omniq._sync.queue import TaskQueue
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import (
@@ -26,10 +26,8 @@ from omniq._concurrency import (
     cancel,
     install_signal_handlers,
     join,
-    run_callable,
     spawn,
 )
-from omniq._functions import check_arguments, resolve_function
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
 from omniq._validation import (
     normalize_max_retries,
@@ -37,8 +35,8 @@ from omniq._validation import (
     positive_int,
     positive_number,
 )
-from omniq.exceptions import TaskFunctionError, TaskTimeout
-from omniq.models import ErrorType, Task, TaskError
+from omniq.models import Task, TaskError
+from omniq.records import Outcome
 from omniq.serialization import Serializer
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
@@ -90,6 +88,7 @@ class WorkerPool:
         self.handle_signals = handle_signals
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
         self._inflight: dict[str, tuple[Task, Handle]] = {}
+        self._finished: list[Outcome] = []  # run, not yet recorded (see _record_finished)
         self._guard = ThreadGuard()
         self._wake: Event | None = None
         self._started = False
@@ -207,6 +206,7 @@ class WorkerPool:
         claimed = 0
         while True:
             self._wake.clear()
+            self._record_finished()
             now = time.monotonic()
             if self._stopping and drain_deadline is None:
                 drain_deadline = now + (0.0 if self._aborting else self.shutdown_timeout)
@@ -286,6 +286,7 @@ class WorkerPool:
 
     def _release_unfinished(self) -> None:
         """Cancel what still runs (a thread cannot be) and put its task back as PENDING."""
+        self._record_finished()
         with self._guard:
             running = list(self._inflight.values())
         for task, handle in running:
@@ -298,64 +299,49 @@ class WorkerPool:
             # Give cancelled coroutines a moment to unwind; abandoned threads may go on,
             # but their outcome can no longer be recorded (the attempt token is gone).
             join([handle for _, handle in running], 1.0)
+            with self._guard:
+                for task, _ in running:
+                    self._inflight.pop(task.id, None)
+                self._finished.clear()
+
+    def _record_finished(self) -> None:
+        """Write the outcomes of tasks that finished since the last call, in one go.
+
+        Many tasks finishing close together share one transaction (one disk sync).
+        If the write fails the outcomes are kept and written on the next call; the
+        tasks stay in flight (leases renewed) meanwhile, so nothing is lost.
+        """
+        with self._guard:
+            outcomes, self._finished = self._finished, []
+        if not outcomes:
+            return
+        try:
+            held = self.queue.record_outcomes(outcomes, self.max_retries, self.name)
+        except Exception as error:
+            omniq_logging.log_storage_error("finish", str(error), worker=self.name)
+            with self._guard:
+                self._finished[:0] = outcomes
+            return
+        with self._guard:
+            for outcome in outcomes:
+                self._inflight.pop(outcome.task.id, None)
+            self._processed += len(outcomes)
+        for outcome, kept in zip(outcomes, held, strict=True):
+            if not kept:
+                log_lost(self.name, outcome.task)
 
     # ------------------------------------------------------------------ one task
 
     def _execute(self, task: Task) -> None:
+        timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
-            self._run(task)
+            outcome = run_task(task, timeout=timeout, worker=self.name)
         except Cancelled:
             raise
-        except Exception as error:  # recording the outcome failed: the lease will expire
-            omniq_logging.log_storage_error("finish", str(error), task_id=task.id)
-        finally:
-            with self._guard:
-                self._inflight.pop(task.id, None)
-                self._processed += 1
-            if self._wake is not None:
-                self._wake.set()
-
-    def _run(self, task: Task) -> None:
-        correlation_id = task.correlation_id or task.id
-        timeout = task.timeout if task.timeout is not None else self.default_timeout
-        started = time.monotonic()
-        with omniq_logging.task_context(
-            task.id, "execute", correlation_id=correlation_id, worker=self.name
-        ):
-            omniq_logging.log_task_started(
-                task.id, task.attempts, worker=self.name, correlation_id=correlation_id
-            )
-            error: TaskError | None = None
-            result: Any = None
-            try:
-                function = resolve_function(task.func_path)
-                check_arguments(function, task.args, task.kwargs)
-                result = run_callable(function, task.args, task.kwargs, timeout)
-            except Cancelled:
-                raise
-            except TaskTimeout as failure:
-                error = TaskError.from_exception(failure, ErrorType.TIMEOUT)
-            except TaskFunctionError as failure:
-                kind = getattr(failure, "error_type", ErrorType.IMPORT)
-                error = TaskError.from_exception(failure, kind, is_retryable=False)
-            except BaseException as failure:
-                error = TaskError.from_exception(failure)
-            if error is None:
-                held = self.queue.complete_task(task.id, result, task)
-                if held:
-                    omniq_logging.log_task_completed(
-                        task.id,
-                        task.attempts,
-                        worker=self.name,
-                        correlation_id=correlation_id,
-                        duration=round(time.monotonic() - started, 6),
-                    )
-            else:
-                held = self.queue.fail_task(
-                    task.id, error, task, default_max_retries=self.max_retries
-                )
-            if not held:
-                omniq_logging.get_logger().warning(
-                    f"{self.name} lost task {task.id}: another attempt holds it now, "
-                    "so this attempt's outcome was not recorded"
-                )
+        except Exception as error:  # run_task reports task errors: this is omniq's own bug
+            omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
+            outcome = Outcome(task, error=TaskError.from_exception(error))
+        with self._guard:
+            self._finished.append(outcome)
+        if self._wake is not None:
+            self._wake.set()

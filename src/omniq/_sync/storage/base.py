@@ -70,6 +70,16 @@ class BaseStorage(ABC):
         that attempt. The successor, if any, is inserted in the same transaction.
         """
 
+    def finish_many(self, items: Sequence[tuple[str, str, Transition]]) -> list[bool]:
+        """:meth:`finish` for several ``(task_id, token, transition)``; one result each.
+
+        A store that can should apply them in one transaction (one disk sync for
+        many tasks); this default applies them one by one, which is just as correct.
+        """
+        return [
+            self.finish(task_id, token, transition) for task_id, token, transition in items
+        ]
+
     @abstractmethod
     def release(self, task_id: str, token: str, now: float) -> bool:
         """Put a RUNNING task back to PENDING, due now, without spending an attempt.
@@ -97,29 +107,29 @@ class BaseStorage(ABC):
         """
         return None
 
+    @abstractmethod
     def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
         """Up to ``limit`` tasks (of ``status``, or all), most recently changed first."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list tasks yet")
 
+    @abstractmethod
     def count_by_status(self) -> dict[str, int]:
         """The number of tasks in each status, every status present (zeros included)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot count tasks yet")
 
+    @abstractmethod
     def requeue(self, task_id: str, now: float) -> bool:
         """Put a FAILED or CANCELLED task back to PENDING, due ``now``, with a fresh budget.
 
         ``attempts`` goes back to 0 and the error, result and finish time are cleared.
         False (nothing changed) for a task in any other state, or an unknown id.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot requeue tasks yet")
 
+    @abstractmethod
     def purge(self, before: float, statuses: Sequence[str]) -> int:
         """Delete tasks in the given final statuses that finished before ``before``.
 
         Statuses that are not final (pending, running) are ignored. Returns how
         many tasks were deleted.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot purge tasks yet")
 
     @abstractmethod
     def cancel(self, task_id: str, now: float) -> bool:

@@ -69,7 +69,7 @@ class MemoryStorage(BaseStorage):
         """Apply an outcome if ``token`` still holds the task."""
         with self._guard:
             record = self._held(task_id, token)
-            if record is None:
+            if record is None or not _still_expired(record, transition):
                 return False
             record.status = transition.status
             record.result = transition.result
@@ -204,3 +204,9 @@ class MemoryStorage(BaseStorage):
             record.updated_at = now
             record.finished_at = now
             return True
+
+
+def _still_expired(record: TaskRecord, transition: Transition) -> bool:
+    """False when a recovery finds the lease renewed since it looked (see Transition)."""
+    limit = transition.expired_before
+    return limit is None or (record.lease_until is not None and record.lease_until < limit)
