@@ -47,7 +47,7 @@ def types(session: nox.Session) -> None:
 def shared(session: nox.Session) -> None:
     """Tests of the shared modules, the README examples and the generator script."""
     install(session)
-    session.run("pytest", "tests/shared", *session.posargs)
+    session.run("pytest", "tests/shared", "tests/cli", "tests/examples", *session.posargs)
 
 
 @nox.session

@@ -1,0 +1,1 @@
+"""A Flask app that enqueues with the blocking ``OmniQ``; a worker runs from the command."""

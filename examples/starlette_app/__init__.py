@@ -1,0 +1,1 @@
+"""A Starlette app on ``AsyncOmniQ``, with a worker pool in its lifespan."""

@@ -1,0 +1,11 @@
+"""The Starlette example's task functions, enqueued as ``examples.starlette_app.tasks.<name>``."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def greet(name: str) -> str:
+    """A coroutine task: it runs on the app's own event loop, next to the requests."""
+    await asyncio.sleep(0.01)  # stands for a call to a slow service
+    return f"Hello, {name}!"

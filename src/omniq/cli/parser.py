@@ -1,0 +1,345 @@
+"""The ``omniq`` command line: its subcommands, options and value checks.
+
+Every mistake in the command line becomes a :class:`~omniq.cli.errors.UsageError`
+with one line of text (argparse would print the usage block and exit by itself).
+The store options (``--backend``, ``--base-dir``, ``--dsn``) and ``--json``/``--debug``
+are accepted before or after the subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from omniq import __version__
+from omniq.cli.durations import parse_duration
+from omniq.cli.errors import UsageError
+from omniq.models import TaskStatus
+
+STORE_BACKENDS = ("sqlite", "file", "postgres")
+FINAL_STATUSES = tuple(status.value for status in TaskStatus if status.is_final)
+
+DESCRIPTION = """\
+Run workers and inspect, retry, cancel and purge the tasks of an omniq store.
+
+The store comes from --backend/--base-dir/--dsn, else from the OMNIQ_* environment
+variables (OMNIQ_BACKEND, OMNIQ_BASE_DIR, OMNIQ_DSN, OMNIQ_CONCURRENCY, ...), else the
+default: SQLite in the user's data directory.
+
+Exit status: 0 ok; 1 an operation failed (cancel of a task that is not pending, retry
+of a task that is neither failed nor cancelled, a store error); 2 a usage error (bad
+flag or value, unknown task id, unparsable JSON or duration)."""
+
+EPILOG = (
+    "Run 'omniq COMMAND --help' for a command's options. Durations: 30s, 5m, 1h, 7d, 1h30m, 90."
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------ value checks
+
+
+def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Turn ``ValueError`` into the error argparse reports for the option."""
+
+    def check(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    check.__name__ = convert.__name__
+    return check
+
+
+@_checked
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+@_checked
+def count(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+@_checked
+def duration(text: str) -> float:
+    """A duration >= 0 in seconds (``30s``, ``1h30m``, ``90``)."""
+    return parse_duration(text)
+
+
+@_checked
+def positive_duration(text: str) -> float:
+    """A duration > 0 in seconds."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration above zero, got {text!r}")
+    return seconds
+
+
+def _json(text: str, kind: type, name: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON {text!r}: {error.msg} at column {error.colno}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"expected a JSON {name}, got {text!r}")
+    return value
+
+
+@_checked
+def json_array(text: str) -> list[Any]:
+    """A JSON array (``'[1, 2]'``)."""
+    return list(_json(text, list, "array such as '[1, 2]'"))
+
+
+@_checked
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object (``'{"b": 2}'``)."""
+    return dict(_json(text, dict, "object such as '{\"b\": 2}'"))
+
+
+@_checked
+def iso_datetime(text: str) -> dt.datetime:
+    """An ISO 8601 date and time; without an offset it is local time."""
+    cleaned = text.strip()
+    if cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(
+            f"invalid date and time {text!r}: use ISO 8601, e.g. 2030-01-31T09:30 or "
+            "2030-01-31T09:30:00+00:00"
+        ) from None
+
+
+# ------------------------------------------------------------------ the parser
+
+
+def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Defined on the top parser and again on each subcommand, so they may come before
+    # or after it; a subcommand's copy has no default, or it would undo the top one.
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    store = parser.add_argument_group("store (default: the OMNIQ_* environment)")
+    store.add_argument(
+        "--backend", choices=STORE_BACKENDS, default=default(None), help="the store kind"
+    )
+    store.add_argument(
+        "--base-dir", metavar="DIR", default=default(None), help="where sqlite/file keep tasks"
+    )
+    store.add_argument(
+        "--dsn", metavar="DSN", default=default(None), help="PostgreSQL connection string"
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON for scripts"
+    )
+    output.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="print the traceback of an unexpected error",
+    )
+
+
+def _add_worker(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker pool until stopped",
+        description="Run a worker pool until Ctrl-C or SIGTERM (a second signal stops at "
+        "once; unfinished tasks are put back). The current directory is importable, as "
+        "with 'python -m'. With --limit it stops after that many tasks, or earlier when "
+        "nothing more is due (unless --duration gives it time to wait), and shows a "
+        "progress bar on a terminal. Exit status 0 when it stopped as asked, whatever "
+        "the tasks' outcomes (see 'omniq list --status failed').",
+    )
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE first, e.g. your tasks (repeatable)",
+    )
+    worker.add_argument(
+        "--concurrency", type=positive_int, metavar="N", help="tasks at once (default 4)"
+    )
+    mode = worker.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="an asyncio pool (coroutine tasks on the loop, plain ones on threads)",
+    )
+    mode.add_argument(
+        "--threads",
+        dest="use_async",
+        action="store_false",
+        help="a pool of threads (the default)",
+    )
+    worker.set_defaults(use_async=False)
+    worker.add_argument(
+        "--limit", type=positive_int, metavar="N", help="stop after N tasks (see above)"
+    )
+    worker.add_argument(
+        "--duration", type=positive_duration, metavar="S", help="stop after S (e.g. 10m)"
+    )
+    worker.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        type=str.upper,
+        choices=("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL", "OFF"),
+        help="omniq's log level on stderr (default: OMNIQ_LOG_LEVEL, else INFO; WARNING "
+        "under a progress bar; OFF for none)",
+    )
+    _common_options(worker, top=False)
+
+
+def _add_enqueue(commands: Any) -> None:
+    enqueue = commands.add_parser(
+        "enqueue",
+        help="store a task and print its id",
+        description="Store a task for FUNCTION (an import path such as my_tasks.add) and "
+        "print its id. The worker imports the function; this command does not.",
+    )
+    enqueue.add_argument("func_path", metavar="FUNCTION", help="module.function")
+    enqueue.add_argument(
+        "--args", type=json_array, default=[], metavar="JSON", help="positional arguments"
+    )
+    enqueue.add_argument(
+        "--kwargs", type=json_object, default={}, metavar="JSON", help="keyword arguments"
+    )
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument(
+        "--eta", type=iso_datetime, metavar="WHEN", help="first run at (ISO 8601; local time)"
+    )
+    when.add_argument("--delay", type=duration, metavar="S", help="first run after S")
+    enqueue.add_argument(
+        "--interval", type=positive_duration, metavar="S", help="run again every S"
+    )
+    enqueue.add_argument(
+        "--max-retries", type=count, metavar="N", help="executions allowed in total"
+    )
+    enqueue.add_argument(
+        "--timeout", type=positive_duration, metavar="S", help="time limit per execution"
+    )
+    _common_options(enqueue, top=False)
+
+
+def _add_inspection(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="count tasks per status",
+        description="Count tasks per status and show when the next pending task is due.",
+    )
+    _common_options(status, top=False)
+
+    listing = commands.add_parser(
+        "list", help="list tasks", description="List tasks, most recently changed first."
+    )
+    listing.add_argument(
+        "--status", choices=[status.value for status in TaskStatus], help="only these"
+    )
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, metavar="N", help="at most N (default 50)"
+    )
+    listing.add_argument("--offset", type=count, default=0, metavar="N", help="skip N first")
+    _common_options(listing, top=False)
+
+    show = commands.add_parser(
+        "show",
+        help="show a task, with its error and traceback",
+        description="Show every field of a task, with its error and traceback. Exit "
+        "status 0 whatever the task's status (use --json and its 'status' in scripts).",
+    )
+    show.add_argument("task_id", metavar="ID")
+    _common_options(show, top=False)
+
+
+def _add_operations(commands: Any) -> None:
+    retry = commands.add_parser(
+        "retry",
+        help="run a failed or cancelled task again",
+        description="Put a failed or cancelled task back to pending, due now, with a fresh "
+        "budget of executions (exit 1 for a task in another status), or every failed "
+        "task with --all-failed.",
+    )
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("task_id", metavar="ID", nargs="?")
+    target.add_argument("--all-failed", action="store_true", help="every failed task")
+    _common_options(retry, top=False)
+
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a pending task",
+        description="Cancel a pending task (exit 1 when it is running or finished; a "
+        "running task cannot be stopped from here).",
+    )
+    cancel.add_argument("task_id", metavar="ID")
+    _common_options(cancel, top=False)
+
+    purge = commands.add_parser(
+        "purge",
+        help="delete old finished tasks",
+        description="Delete finished tasks that finished more than --older-than ago.",
+    )
+    purge.add_argument(
+        "--older-than", type=duration, required=True, metavar="S", help="e.g. 7d (0: all)"
+    )
+    purge.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        choices=FINAL_STATUSES,
+        help="only this status (repeatable; default: completed, failed and cancelled)",
+    )
+    _common_options(purge, top=False)
+
+
+def build_parser() -> Parser:
+    """The ``omniq`` parser with all its subcommands."""
+    parser = Parser(
+        prog="omniq",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"omniq {__version__}")
+    _common_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_worker(commands)
+    _add_enqueue(commands)
+    _add_inspection(commands)
+    _add_operations(commands)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` (default: ``sys.argv[1:]``); raise :class:`UsageError` on a mistake."""
+    return build_parser().parse_args(argv)

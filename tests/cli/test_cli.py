@@ -1,0 +1,438 @@
+"""The ``omniq`` command, driven through its entry point as a user would: a subprocess.
+
+Every test works on a fresh SQLite store (``--base-dir``). The task functions come
+from ``tests/task_functions.py``, importable in the subprocesses through the
+PYTHONPATH that tests/conftest.py sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import wait_until
+
+from omniq import OmniQ, Settings
+from omniq.queue import TaskQueue
+from omniq.storage.sqlite import SQLiteStorage
+
+COMMAND = [sys.executable, "-m", "omniq"]
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without OMNIQ_* variables, plus ``extra``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OMNIQ_")}
+    env.update(extra)
+    return env
+
+
+class Cli:
+    """Runs ``python -m omniq ...`` on one store and checks what it printed."""
+
+    def __init__(self, base_dir: Path, cwd: Path) -> None:
+        self.base_dir = base_dir
+        self.cwd = cwd
+
+    def args(self, arguments: Sequence[str], store: bool) -> list[str]:
+        return [*COMMAND, *arguments, *(["--base-dir", str(self.base_dir)] if store else [])]
+
+    def run(
+        self,
+        *arguments: str,
+        store: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.args(arguments, store),
+            cwd=self.cwd,
+            env=env if env is not None else clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ok(self, *arguments: str, **options: Any) -> str:
+        """Run; assert exit status 0; return stdout."""
+        completed = self.run(*arguments, **options)
+        assert completed.returncode == 0, (arguments, completed.stdout, completed.stderr)
+        assert "Traceback" not in completed.stderr
+        return completed.stdout
+
+    def json(self, *arguments: str) -> Any:
+        return json.loads(self.ok(*arguments, "--json"))
+
+    def start(self, *arguments: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.args(arguments, True),
+            cwd=self.cwd,
+            env=clean_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def enqueue(self, func_path: str, *options: str) -> str:
+        task_id = self.ok("enqueue", func_path, *options).strip()
+        assert len(task_id) == 36, task_id
+        return task_id
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        found = self.json("show", task_id)
+        assert isinstance(found, dict)
+        return found
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "store", tmp_path)
+
+
+def expect_usage_error(completed: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert completed.returncode == 2, (completed.stdout, completed.stderr)
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("omniq: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert completed.stdout == ""
+
+
+# ---------------------------------------------------------------------- the round trip
+
+
+def test_enqueue_run_and_inspect(cli: Cli) -> None:
+    task_id = cli.enqueue("task_functions.add", "--args", "[1, 2]")
+    later = cli.enqueue(
+        "task_functions.add", "--args", "[3]", "--kwargs", '{"b": 4}', "--delay", "1h"
+    )
+
+    status = cli.json("status")
+    assert (status["pending"], status["total"]) == (2, 2)
+    assert status["next_eta"] is not None
+    table = cli.ok("status")
+    assert "pending" in table and "next due:" in table
+
+    listed = cli.ok("list")
+    assert task_id in listed and later in listed
+    assert listed.splitlines()[0].split()[:3] == ["ID", "STATUS", "FUNCTION"]
+
+    worker = cli.run("worker", "--limit", "5")
+    assert worker.returncode == 0, worker.stderr
+    assert "1/5 tasks done" in worker.stderr  # no terminal: plain progress lines
+    assert "stopped after 1 task(s)" in worker.stderr
+
+    done = cli.task(task_id)
+    assert (done["status"], done["result"], done["attempts"]) == ("completed", 3, 1)
+    assert cli.task(later)["status"] == "pending"
+    assert cli.task(later)["kwargs"] == {"b": 4}
+    shown = cli.ok("show", task_id)
+    assert "completed" in shown and "task_functions.add" in shown
+
+
+def test_the_failed_task_path_list_show_retry(cli: Cli, tmp_path: Path) -> None:
+    out = str(tmp_path / "runs.log")
+    task_id = cli.enqueue(
+        "task_functions.fail_always", "--args", json.dumps([out]), "--max-retries", "1"
+    )
+    cli.ok("worker", "--limit", "1")
+
+    failed = cli.ok("list", "--status", "failed")
+    assert task_id in failed and "runtime: this task always fails" in failed
+    assert cli.json("list", "--status", "completed") == []
+
+    shown = cli.run("show", task_id)
+    assert shown.returncode == 0  # show reports; the task's status is in the output
+    assert "runtime: this task always fails" in shown.stdout
+    assert "traceback:" in shown.stdout and "RuntimeError" in shown.stdout
+    error = cli.task(task_id)["error"]
+    assert error["error_type"] == "runtime" and "RuntimeError" in error["traceback"]
+
+    assert "pending again" in cli.ok("retry", task_id)
+    assert cli.task(task_id)["status"] == "pending"
+    again = cli.run("retry", task_id)
+    assert again.returncode == 1
+    assert "is pending: only failed or cancelled tasks can be retried" in again.stderr
+
+    cli.ok("worker", "--limit", "1")
+    assert cli.json("retry", "--all-failed") == {"retried": 1}
+    assert cli.json("retry", "--all-failed") == {"retried": 0}
+
+
+def test_cancel_a_pending_task_but_not_a_running_one(cli: Cli) -> None:
+    pending = cli.enqueue("task_functions.add", "--args", "[1, 1]", "--delay", "1h")
+    assert cli.json("cancel", pending) == {"id": pending, "cancelled": True, "status": "cancelled"}
+    refused = cli.run("cancel", pending)
+    assert refused.returncode == 1 and "is cancelled" in refused.stderr
+
+    running = cli.enqueue("task_functions.add", "--args", "[2, 2]")
+    queue = TaskQueue(SQLiteStorage(cli.base_dir / "omniq.db"))
+    try:
+        claimed = queue.dequeue()  # what a worker does: now it is RUNNING
+        assert claimed is not None and claimed.id == running
+    finally:
+        queue.close()
+    refused = cli.run("cancel", running, "--json")
+    assert refused.returncode == 1
+    assert "is running: only pending tasks can be cancelled" in refused.stderr
+    assert json.loads(refused.stdout) == {"id": running, "cancelled": False, "status": "running"}
+
+
+def test_purge_old_finished_tasks(cli: Cli) -> None:
+    cli.enqueue("task_functions.add", "--args", "[1, 1]")
+    cli.enqueue("task_functions.add", "--args", "[1]")  # fails: wrong arguments
+    keep = cli.enqueue("task_functions.add", "--args", "[2, 2]", "--delay", "1h")
+    cli.ok("worker", "--limit", "2")
+
+    assert cli.json("purge", "--older-than", "7d") == {"purged": 0}
+    assert cli.json("purge", "--older-than", "0", "--status", "completed") == {"purged": 1}
+    assert "1 task(s) purged" in cli.ok("purge", "--older-than", "0s")
+    remaining = cli.json("list")
+    assert [task["id"] for task in remaining] == [keep]
+
+
+def test_enqueue_options_reach_the_task(cli: Cli) -> None:
+    task_id = cli.enqueue(
+        "task_functions.add",
+        "--args",
+        "[1, 2]",
+        "--eta",
+        "2030-01-31T09:30:00Z",
+        "--interval",
+        "1h30m",
+        "--max-retries",
+        "5",
+        "--timeout",
+        "90",
+    )
+    task = cli.task(task_id)
+    assert task["eta"] == "2030-01-31T09:30:00+00:00"
+    assert task["interval"] == 5400.0
+    assert task["max_retries"] == 5
+    assert task["timeout"] == 90.0
+    shown = cli.ok("show", task_id)
+    assert "1h30m" in shown and "1m30s" in shown
+
+
+def test_json_output_of_enqueue(cli: Cli) -> None:
+    created = cli.json("enqueue", "task_functions.add", "--args", "[1, 2]")
+    assert set(created) == {"id"}
+    assert cli.task(created["id"])["args"] == [1, 2]
+
+
+# ---------------------------------------------------------------------- workers
+
+
+def test_async_worker_runs_coroutine_and_plain_tasks(cli: Cli) -> None:
+    first = cli.enqueue("task_functions.async_add", "--args", "[1, 2]")
+    second = cli.enqueue("task_functions.add", "--args", "[3, 4]")
+    assert cli.json("worker", "--async", "--limit", "2") == {"processed": 2}
+    assert cli.task(first)["result"] == 3
+    assert cli.task(second)["result"] == 7
+
+
+def test_worker_imports_modules_from_the_current_directory(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "my_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            import pathlib
+
+            pathlib.Path("imported.flag").write_text("yes")
+
+            def double(x):
+                return 2 * x
+            """
+        )
+    )
+    task_id = cli.enqueue("my_tasks.double", "--args", "[21]")
+    script = Path(sys.executable).with_name("omniq")  # the console script, not python -m
+    command = [str(script)] if script.exists() else COMMAND
+    completed = subprocess.run(
+        [
+            *command,
+            "worker",
+            "--import",
+            "my_tasks",
+            "--limit",
+            "1",
+            "--base-dir",
+            str(cli.base_dir),
+        ],
+        cwd=tmp_path,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "imported.flag").read_text() == "yes"
+    assert cli.task(task_id)["result"] == 42
+
+
+def test_worker_logs_show_omniq_records_and_the_tasks_own_once(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "loud_tasks.py").write_text(
+        "from loguru import logger\n\n"
+        "def hello(name):\n"
+        "    logger.info('the task says hello to {}', name)\n"
+    )
+    task_id = cli.enqueue("loud_tasks.hello", "--args", '["Ada"]')
+    completed = cli.run("worker", "--import", "loud_tasks", "--limit", "1")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.count("the task says hello to Ada") == 1
+    assert completed.stderr.count(f"Task {task_id} completed") == 1
+    quiet = cli.run("worker", "--limit", "1", "--log-level", "off")
+    assert "INFO" not in quiet.stderr
+
+
+def test_worker_import_of_a_broken_module_fails_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "broken_tasks.py").write_text("raise RuntimeError('boom at import')\n")
+    completed = cli.run("worker", "--import", "broken_tasks", "--limit", "1")
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines()[-1].startswith("omniq: error: --import")
+    assert "boom at import" in completed.stderr and "Traceback" not in completed.stderr
+    debug = cli.run("worker", "--import", "broken_tasks", "--limit", "1", "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_sigterm_stops_the_worker_gracefully(cli: Cli) -> None:
+    task_id = cli.enqueue("task_functions.sleep_for", "--args", "[1.0]")
+    worker = cli.start("worker", "--concurrency", "2")
+    try:
+        wait_until(lambda: cli.task(task_id)["status"] == "running", 30, "the task to start")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "stopped after 1 task(s)" in stderr
+    assert cli.task(task_id)["status"] == "completed"  # it got its grace period
+
+
+def test_a_second_signal_stops_at_once_and_puts_the_task_back(cli: Cli) -> None:
+    task_id = cli.enqueue("task_functions.async_sleep_for", "--args", "[60]")
+    worker = cli.start("worker", "--async")
+    try:
+        wait_until(lambda: cli.task(task_id)["status"] == "running", 30, "the task to start")
+        worker.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # two signals sent at once could merge into one
+        assert worker.poll() is None  # the first signal waits for the running task
+        worker.send_signal(signal.SIGINT)
+        _, stderr = worker.communicate(timeout=15)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    task = cli.task(task_id)
+    assert (task["status"], task["attempts"]) == ("pending", 0)
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def test_the_environment_configures_the_store_and_flags_win(cli: Cli, tmp_path: Path) -> None:
+    env_store = tmp_path / "env-store"
+    env = clean_environment(OMNIQ_BASE_DIR=str(env_store), OMNIQ_BACKEND="sqlite")
+    task_id = cli.ok("enqueue", "task_functions.add", "--args", "[1, 2]", store=False, env=env)
+    assert (env_store / "omniq.db").exists()
+    by_env = json.loads(cli.ok("list", "--json", store=False, env=env))
+    assert [task["id"] for task in by_env] == [task_id.strip()]
+    by_flag = json.loads(
+        cli.ok("list", "--json", "--base-dir", str(cli.base_dir), store=False, env=env)
+    )
+    assert by_flag == []
+
+
+def test_store_flags_may_come_before_the_command(cli: Cli) -> None:
+    task_id = cli.ok("--base-dir", str(cli.base_dir), "enqueue", "task_functions.add", store=False)
+    assert cli.task(task_id.strip())["func_path"] == "task_functions.add"
+
+
+def test_eager_mode_is_ignored_by_the_command(cli: Cli) -> None:
+    env = clean_environment(OMNIQ_EAGER="1")
+    task_id = cli.ok("enqueue", "task_functions.add", "--args", "[1, 2]", env=env).strip()
+    assert cli.task(task_id)["status"] == "pending"
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(cli: Cli, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    plain = cli.run("status", "--base-dir", str(not_a_dir), store=False)
+    assert plain.returncode == 1
+    assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+    assert plain.stderr.startswith("omniq: error: ")
+    debug = cli.run("status", "--base-dir", str(not_a_dir), "--debug", store=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_version_and_help(cli: Cli) -> None:
+    assert cli.ok("--version", store=False).startswith("omniq ")
+    helped = cli.ok("--help", store=False)
+    for command in ("worker", "enqueue", "status", "list", "show", "retry", "cancel", "purge"):
+        assert command in helped
+    assert "--older-than" in cli.ok("purge", "--help", store=False)
+
+
+# ---------------------------------------------------------------------- bad input
+
+BAD_INPUT = {
+    "no command": ([], "required"),
+    "unknown command": (["bogus"], "invalid choice"),
+    "unknown flag": (["list", "--bogus"], "unrecognized arguments"),
+    "unparsable args": (["enqueue", "task_functions.add", "--args", "[1,"], "invalid JSON"),
+    "args not a list": (["enqueue", "task_functions.add", "--args", '{"a": 1}'], "JSON array"),
+    "kwargs not a dict": (["enqueue", "task_functions.add", "--kwargs", "[1]"], "JSON object"),
+    "bad delay": (["enqueue", "task_functions.add", "--delay", "5x"], "invalid duration '5x'"),
+    "bad interval": (["enqueue", "task_functions.add", "--interval", "0"], "above zero"),
+    "bad eta": (["enqueue", "task_functions.add", "--eta", "tomorrow"], "ISO 8601"),
+    "eta and delay": (
+        ["enqueue", "task_functions.add", "--eta", "2030-01-01T00:00", "--delay", "1m"],
+        "not allowed",
+    ),
+    "bad function path": (["enqueue", "not_a_path"], "dotted path"),
+    "negative retries": (["enqueue", "task_functions.add", "--max-retries", "-1"], ">= 0"),
+    "bad purge age": (["purge", "--older-than", "5x"], "invalid duration"),
+    "purge without age": (["purge"], "--older-than"),
+    "purge pending": (["purge", "--older-than", "1d", "--status", "pending"], "invalid choice"),
+    "list limit zero": (["list", "--limit", "0"], ">= 1"),
+    "list bad status": (["list", "--status", "lost"], "invalid choice"),
+    "show unknown id": (["show", "no-such-task"], "no task with id 'no-such-task'"),
+    "retry unknown id": (["retry", "no-such-task"], "no task with id"),
+    "cancel unknown id": (["cancel", "no-such-task"], "no task with id"),
+    "retry without target": (["retry"], "required"),
+    "retry id and all": (["retry", "x", "--all-failed"], "not allowed"),
+    "missing module": (["worker", "--import", "no_such_module_xyz"], "no module named"),
+    "bad concurrency": (["worker", "--concurrency", "0"], ">= 1"),
+    "bad duration": (["worker", "--duration", "1y"], "invalid duration"),
+    "async and threads": (["worker", "--async", "--threads"], "not allowed"),
+    "memory backend": (["--backend", "memory", "status"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize(("arguments", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, arguments: list[str], fragment: str) -> None:
+    expect_usage_error(cli.run(*arguments), fragment)
+
+
+def test_bad_environment_is_a_usage_error(cli: Cli) -> None:
+    expect_usage_error(
+        cli.run("status", env=clean_environment(OMNIQ_CONCURRENCY="many")), "OMNIQ_CONCURRENCY"
+    )
+    expect_usage_error(
+        cli.run("status", env=clean_environment(OMNIQ_BACKEND="memory")), "memory backend"
+    )
+
+
+def test_the_store_written_by_the_command_is_the_librarys(cli: Cli) -> None:
+    task_id = cli.enqueue("task_functions.add", "--args", "[5, 6]")
+    with OmniQ(Settings(base_dir=cli.base_dir)) as omniq:
+        with omniq.worker_pool(poll_interval=0.05) as workers:
+            workers.process_tasks(limit=1)
+        assert omniq.get_result(task_id) == 11
