@@ -66,3 +66,11 @@ def interop(session: nox.Session, backend: str) -> None:
     """One store, both twins: what one writes the other runs."""
     install(session)
     session.run("pytest", "tests/interop", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark figures vs Huey (not in the default set): rewrites docs/performance.md."""
+    session.install("-e", ".[postgres]")
+    session.install("huey", "matplotlib")  # the benchmark's own tools, never omniq dependencies
+    session.run("python", "-m", "omniq.bench", "--write-docs", *session.posargs)
