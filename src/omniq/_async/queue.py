@@ -239,26 +239,7 @@ class AsyncTaskQueue:
         decoded is failed on the spot (and logged), so one corrupt record never
         stops a worker.
         """
-        now = time.time()
-        lease = self.lease_timeout if lease_timeout is None else lease_timeout
-        records = await self.storage.claim(now, now + lease, limit)
-        tasks: list[Task] = []
-        for record in records:
-            try:
-                tasks.append(task_from_record(record, self.serializer))
-            except (ValueError, TypeError) as error:
-                omniq_logging.log_serialization_error("dequeue", str(error), task_id=record.id)
-                bad = TaskError(
-                    error_type=ErrorType.SERIALIZATION,
-                    message=f"the stored task cannot be decoded: {error}",
-                    is_retryable=False,
-                    retry_count=record.attempts if isinstance(record.attempts, int) else 0,
-                )
-                await self.storage.finish(
-                    record.id,
-                    record.attempt_token or "",
-                    Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
-                )
+        _, tasks = await self.settle_and_claim((), limit, lease_timeout)
         return tasks
 
     async def complete_task(
@@ -307,6 +288,23 @@ class AsyncTaskQueue:
         busy pool commits once for many tasks; a crash before the write leaves
         those tasks RUNNING until their lease ends, then they run again.
         """
+        held, _ = await self.settle_and_claim(outcomes, 0, None, default_max_retries, worker)
+        return held
+
+    async def settle_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        limit: int,
+        lease_timeout: float | None = None,
+        default_max_retries: int | None = None,
+        worker: str | None = None,
+    ) -> tuple[list[bool], list[Task]]:
+        """Record ``outcomes`` and claim up to ``limit`` due tasks, in one storage call.
+
+        The worker's hot path: what finished and what runs next share one
+        transaction where the store allows it. Returns, per outcome, whether its
+        attempt still held the task, and the claimed tasks (see :meth:`dequeue_many`).
+        """
         now = time.time()
         planned = [self._plan(outcome, now, default_max_retries) for outcome in outcomes]
         # Only a claimed attempt (RUNNING, with its token) can report an outcome.
@@ -315,20 +313,40 @@ class AsyncTaskQueue:
             for position, outcome in enumerate(outcomes)
             if outcome.task.status == TaskStatus.RUNNING and outcome.task.attempt_token
         ]
+        items = [
+            (outcomes[i].task.id, outcomes[i].task.attempt_token or "", planned[i][0])
+            for i in writable
+        ]
+        lease = self.lease_timeout if lease_timeout is None else lease_timeout
+        finished, records = await self.storage.finish_and_claim(items, now, now + lease, limit)
         held = [False] * len(outcomes)
-        if writable:
-            items = [
-                (outcomes[i].task.id, outcomes[i].task.attempt_token or "", planned[i][0])
-                for i in writable
-            ]
-            for position, changed in zip(
-                writable, await self.storage.finish_many(items), strict=True
-            ):
-                held[position] = changed
+        for position, changed in zip(writable, finished, strict=True):
+            held[position] = changed
         for outcome, (transition, error), changed in zip(outcomes, planned, held, strict=True):
             if changed:
                 self._log_outcome(outcome, transition, error, worker)
-        return held
+        return held, await self._decode_claimed(records, now)
+
+    async def _decode_claimed(self, records: Sequence[TaskRecord], now: float) -> list[Task]:
+        """Claimed records as tasks; one that cannot be decoded is failed on the spot."""
+        tasks: list[Task] = []
+        for record in records:
+            try:
+                tasks.append(task_from_record(record, self.serializer))
+            except (ValueError, TypeError) as error:
+                omniq_logging.log_serialization_error("dequeue", str(error), task_id=record.id)
+                bad = TaskError(
+                    error_type=ErrorType.SERIALIZATION,
+                    message=f"the stored task cannot be decoded: {error}",
+                    is_retryable=False,
+                    retry_count=record.attempts if isinstance(record.attempts, int) else 0,
+                )
+                await self.storage.finish(
+                    record.id,
+                    record.attempt_token or "",
+                    Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
+                )
+        return tasks
 
     def _plan(
         self, outcome: Outcome, now: float, default_max_retries: int | None

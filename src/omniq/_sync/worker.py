@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from types import TracebackType
 
 from omniq import logging as omniq_logging
@@ -52,6 +53,9 @@ class WorkerPool:
     * ``default_timeout``: seconds a task may run when it has no timeout of its own.
     * ``lease_timeout``: how long a claim holds a task without a heartbeat.
     * ``shutdown_timeout``: grace period for running tasks when the pool stops.
+    * ``prefetch``: claimed tasks kept ready beyond those running (default:
+      ``concurrency``), so fast tasks are claimed in batches; ``0`` for long tasks
+      that other workers should rather take.
     * ``handle_signals``: stop gracefully on SIGINT/SIGTERM (a second signal stops
       at once) while ``process_tasks`` runs in the main thread.
     """
@@ -68,6 +72,7 @@ class WorkerPool:
         queue: TaskQueue | None = None,
         lease_timeout: float | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        prefetch: int | None = None,
         handle_signals: bool = True,
         name: str | None = None,
     ) -> None:
@@ -81,14 +86,18 @@ class WorkerPool:
             "lease_timeout", queue.lease_timeout if lease_timeout is None else lease_timeout
         )
         self.concurrency = positive_int("concurrency", concurrency)
+        self.prefetch = self.concurrency if prefetch is None else _non_negative_int(prefetch)
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
         self.shutdown_timeout = shutdown_timeout
         self.handle_signals = handle_signals
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
-        self._inflight: dict[str, tuple[Task, Handle]] = {}
-        self._finished: list[Outcome] = []  # run, not yet recorded (see _record_finished)
+        # Claimed and not yet recorded: ready (no handle yet), running, or finished.
+        self._inflight: dict[str, tuple[Task, Handle | None]] = {}
+        self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
+        self._running = 0
+        self._finished: list[Outcome] = []  # run, outcome not yet recorded
         self._guard = ThreadGuard()
         self._wake: Event | None = None
         self._started = False
@@ -206,27 +215,32 @@ class WorkerPool:
         claimed = 0
         while True:
             self._wake.clear()
-            self._record_finished()
             now = time.monotonic()
             if self._stopping and drain_deadline is None:
                 drain_deadline = now + (0.0 if self._aborting else self.shutdown_timeout)
-                if self._inflight and not self._aborting:
+                if self._running and not self._aborting:
                     omniq_logging.get_logger().warning(
-                        f"{self.name} stopping: {len(self._inflight)} running task(s) get "
+                        f"{self.name} stopping: {self._running} running task(s) get "
                         f"{self.shutdown_timeout:g}s to finish (signal again to stop now)"
                     )
             out_of_time = deadline is not None and now >= deadline
             may_claim = (
                 not self._stopping and not out_of_time and (limit is None or claimed < limit)
             )
-            got = free_slots = 0
+            wanted = 0
             if may_claim:
-                free_slots = self.concurrency - len(self._inflight)
+                # Keep up to `prefetch` claimed tasks ready beyond those running, so a
+                # finishing task is replaced at once and claims come in batches.
+                with self._guard:  # finished tasks leave in the same call
+                    held = len(self._inflight) - len(self._finished)
+                wanted = self.concurrency + self.prefetch - held
                 if limit is not None:
-                    free_slots = min(free_slots, limit - claimed)
-                if free_slots > 0:
-                    got = self._claim(free_slots)
-                    claimed += got
+                    wanted = min(wanted, limit - claimed)
+                wanted = max(wanted, 0)
+            self._start_ready()  # slots freed by finished tasks: no need to wait for the write
+            got = self._settle_and_claim(wanted)
+            claimed += got
+            self._start_ready()
             if not self._inflight:
                 if not may_claim:
                     break
@@ -242,23 +256,54 @@ class WorkerPool:
                 wait = min(wait, max(deadline - now, 0.0))
             if drain_deadline is not None:
                 wait = min(wait, max(drain_deadline - now, 0.0))
-            if may_claim and got < free_slots:
+            if got < wanted:
                 wait = min(wait, self._until_next_due())
             self._wake.wait(wait)
         self._release_unfinished()
         return self._processed - finished_before
 
-    def _claim(self, free: int) -> int:
-        try:
-            tasks = self.queue.dequeue_many(free, self.lease_timeout)
-        except Exception as error:  # a busy or broken store: log, wait, try again
-            omniq_logging.log_storage_error("dequeue", str(error), worker=self.name)
+    def _settle_and_claim(self, wanted: int) -> int:
+        """Record what finished and claim up to ``wanted`` more, in one storage call.
+
+        Many tasks finishing close together share one transaction (one disk sync).
+        If the write fails the outcomes are kept and written on the next call; the
+        tasks stay in flight (leases renewed) meanwhile, so nothing is lost; a crash
+        before the write leaves them RUNNING until their lease ends, then they run
+        again.
+        """
+        with self._guard:
+            outcomes, self._finished = self._finished, []
+        if not outcomes and wanted <= 0:
             return 0
-        for task in tasks:
+        try:
+            held, tasks = self.queue.settle_and_claim(
+                outcomes, wanted, self.lease_timeout, self.max_retries, self.name
+            )
+        except Exception as error:  # a busy or broken store: log, wait, try again
+            omniq_logging.log_storage_error("finish_and_claim", str(error), worker=self.name)
             with self._guard:
+                self._finished[:0] = outcomes
+            return 0
+        with self._guard:
+            for outcome in outcomes:
+                self._inflight.pop(outcome.task.id, None)
+            self._processed += len(outcomes)
+            for task in tasks:
+                self._inflight[task.id] = (task, None)
+                self._ready.append(task)
+        for outcome, kept in zip(outcomes, held, strict=True):
+            if not kept:
+                log_lost(self.name, outcome.task)
+        return len(tasks)
+
+    def _start_ready(self) -> None:
+        """Start claimed tasks while fewer than ``concurrency`` run."""
+        with self._guard:
+            while self._ready and self._running < self.concurrency:
+                task = self._ready.popleft()
+                self._running += 1
                 handle = spawn(self._execute, task, name=f"omniq-task-{task.id}")
                 self._inflight[task.id] = (task, handle)
-        return len(tasks)
 
     def _until_next_due(self) -> float:
         """Seconds until the next pending task is due (the poll interval if unknown)."""
@@ -285,50 +330,29 @@ class WorkerPool:
             omniq_logging.log_storage_error("heartbeat", str(error), worker=self.name)
 
     def _release_unfinished(self) -> None:
-        """Cancel what still runs (a thread cannot be) and put its task back as PENDING."""
-        self._record_finished()
+        """Record what finished; put back (as PENDING) what is ready or still running.
+
+        A running coroutine is cancelled; a thread cannot be: it may go on, but its
+        outcome can no longer be recorded (the attempt token is gone).
+        """
+        self._settle_and_claim(0)
         with self._guard:
-            running = list(self._inflight.values())
-        for task, handle in running:
-            cancel(handle)
+            unfinished = list(self._inflight.values())
+            self._ready.clear()
+        handles = [handle for _, handle in unfinished if handle is not None]
+        for task, handle in unfinished:
+            if handle is not None:
+                cancel(handle)
             try:
                 self.queue.release(task)
             except Exception as error:
                 omniq_logging.log_storage_error("release", str(error), task_id=task.id)
-        if running:
-            # Give cancelled coroutines a moment to unwind; abandoned threads may go on,
-            # but their outcome can no longer be recorded (the attempt token is gone).
-            join([handle for _, handle in running], 1.0)
-            with self._guard:
-                for task, _ in running:
-                    self._inflight.pop(task.id, None)
-                self._finished.clear()
-
-    def _record_finished(self) -> None:
-        """Write the outcomes of tasks that finished since the last call, in one go.
-
-        Many tasks finishing close together share one transaction (one disk sync).
-        If the write fails the outcomes are kept and written on the next call; the
-        tasks stay in flight (leases renewed) meanwhile, so nothing is lost.
-        """
+        if handles:
+            join(handles, 1.0)  # give cancelled coroutines a moment to unwind
         with self._guard:
-            outcomes, self._finished = self._finished, []
-        if not outcomes:
-            return
-        try:
-            held = self.queue.record_outcomes(outcomes, self.max_retries, self.name)
-        except Exception as error:
-            omniq_logging.log_storage_error("finish", str(error), worker=self.name)
-            with self._guard:
-                self._finished[:0] = outcomes
-            return
-        with self._guard:
-            for outcome in outcomes:
-                self._inflight.pop(outcome.task.id, None)
-            self._processed += len(outcomes)
-        for outcome, kept in zip(outcomes, held, strict=True):
-            if not kept:
-                log_lost(self.name, outcome.task)
+            for task, _ in unfinished:
+                self._inflight.pop(task.id, None)
+            self._finished.clear()
 
     # ------------------------------------------------------------------ one task
 
@@ -337,11 +361,20 @@ class WorkerPool:
         try:
             outcome = run_task(task, timeout=timeout, worker=self.name)
         except Cancelled:
+            with self._guard:
+                self._running -= 1
             raise
         except Exception as error:  # run_task reports task errors: this is omniq's own bug
             omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
             outcome = Outcome(task, error=TaskError.from_exception(error))
         with self._guard:
+            self._running -= 1
             self._finished.append(outcome)
         if self._wake is not None:
             self._wake.set()
+
+
+def _non_negative_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"prefetch must be an int >= 0, got {value!r}")
+    return value

@@ -80,6 +80,23 @@ class BaseStorage(ABC):
             self.finish(task_id, token, transition) for task_id, token, transition in items
         ]
 
+    def finish_and_claim(
+        self,
+        items: Sequence[tuple[str, str, Transition]],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> tuple[list[bool], list[TaskRecord]]:
+        """:meth:`finish_many`, then :meth:`claim` up to ``limit`` (skipped when 0).
+
+        A busy worker reports what finished and takes what is next in one call; a
+        store that can should do both in one transaction (one disk sync). This
+        default makes the two calls, which is just as correct.
+        """
+        finished = self.finish_many(items) if items else []
+        claimed = self.claim(now, lease_until, limit) if limit > 0 else []
+        return finished, claimed
+
     @abstractmethod
     def release(self, task_id: str, token: str, now: float) -> bool:
         """Put a RUNNING task back to PENDING, due now, without spending an attempt.

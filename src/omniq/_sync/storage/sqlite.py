@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlite3
 
@@ -111,6 +112,15 @@ def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[ob
         transition.expired_before,
         transition.expired_before,
     )
+
+
+def _ordered(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
+    """Claimed rows as records in claim order.
+
+    RETURNING gives rows in no promised order: restore (eta, enqueue order).
+    """
+    ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
+    return [TaskRecord(*row[1:]) for row in ordered]
 
 
 def database_path(path: str | os.PathLike[str]) -> Path:
@@ -257,9 +267,7 @@ class SQLiteStorage(BaseStorage):
                 # shows as a changed version, so the shortcut cannot miss it.
                 version = self._data_version(conn)
                 self._idle = (version, self._earliest_eta(conn))
-        # RETURNING gives rows in no promised order: restore (eta, enqueue order).
-        ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
-        return [TaskRecord(*row[1:]) for row in ordered]
+        return _ordered(rows)
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """Conditionally apply an outcome; insert the successor in the same transaction."""
@@ -271,18 +279,35 @@ class SQLiteStorage(BaseStorage):
             task_id, token, transition = items[0]
             cursor = self._write(_FINISH, _finish_params(task_id, token, transition))
             return [cursor.rowcount == 1]
-        results: list[bool] = []
         with self._transaction() as conn:
-            for task_id, token, transition in items:
-                cursor = conn.execute(_FINISH, _finish_params(task_id, token, transition))
-                changed = cursor.rowcount == 1
-                if changed and transition.successor is not None:
-                    successor = transition.successor
-                    conn.execute(
-                        _INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS)
-                    )
-                results.append(changed)
-        return results
+            return [self._finish_one(conn, *item) for item in items]
+
+    def _finish_one(
+        self, conn: sqlite3.Connection, task_id: str, token: str, transition: Transition
+    ) -> bool:
+        cursor = conn.execute(_FINISH, _finish_params(task_id, token, transition))
+        changed = cursor.rowcount == 1
+        if changed and transition.successor is not None:
+            successor = transition.successor
+            conn.execute(_INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS))
+        return bool(changed)
+
+    def finish_and_claim(
+        self,
+        items: Sequence[tuple[str, str, Transition]],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> tuple[list[bool], list[TaskRecord]]:
+        """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
+        if not items or limit <= 0:
+            return super().finish_and_claim(items, now, lease_until, limit)
+        token = uuid.uuid4().hex
+        with self._transaction() as conn:
+            finished = [self._finish_one(conn, *item) for item in items]
+            cursor = conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
+            rows = cursor.fetchall()
+        return finished, _ordered(rows)
 
     def release(self, task_id: str, token: str, now: float) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
