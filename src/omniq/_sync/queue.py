@@ -21,9 +21,18 @@ from omniq import retry
 from omniq._sync.storage.adapter import as_storage
 from omniq._sync.storage.base import BaseStorage
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
-from omniq._validation import positive_int
+from omniq._validation import (
+    check_func_path,
+    normalize_args,
+    normalize_eta,
+    normalize_interval,
+    normalize_kwargs,
+    normalize_max_retries,
+    normalize_timeout,
+    positive_int,
+)
 from omniq.exceptions import StorageError
-from omniq.models import ErrorType, Task, TaskError, TaskStatus, create_task, new_task_id
+from omniq.models import ErrorType, Task, TaskError, TaskStatus, new_task_id
 from omniq.records import (
     Outcome,
     TaskRecord,
@@ -133,14 +142,13 @@ class TaskQueue:
         queue's); ``timeout`` bounds each execution in seconds. Bad values raise
         ``ValueError``/``TypeError`` here, before anything is stored.
         """
-        task = self._build(func_path, args, kwargs, eta, interval, max_retries, timeout)
-        record = record_from_task(task, self.serializer, self._encode(task))
+        record = self._new_record(func_path, args, kwargs, eta, interval, max_retries, timeout)
         self._store([record])
         self._notify()
         omniq_logging.log_task_enqueued(
-            task.id, task.func_path, correlation_id=task.correlation_id or task.id
+            record.id, record.func_path, correlation_id=record.correlation_id or record.id
         )
-        return task.id
+        return record.id
 
     def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
         """Store many tasks in one transaction and return their ids, in order.
@@ -157,16 +165,17 @@ class TaskQueue:
                     f"enqueue_many item {position} must have 'func_path' and only "
                     f"{sorted(_ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
                 )
-            task = self._build(
-                item["func_path"],
-                item.get("args"),
-                item.get("kwargs"),
-                item.get("eta"),
-                item.get("interval"),
-                item.get("max_retries"),
-                item.get("timeout"),
+            records.append(
+                self._new_record(
+                    item["func_path"],
+                    item.get("args"),
+                    item.get("kwargs"),
+                    item.get("eta"),
+                    item.get("interval"),
+                    item.get("max_retries"),
+                    item.get("timeout"),
+                )
             )
-            records.append(record_from_task(task, self.serializer, self._encode(task)))
         if records:
             self._store(records)
             self._notify()
@@ -176,7 +185,7 @@ class TaskQueue:
             )
         return [record.id for record in records]
 
-    def _build(
+    def _new_record(
         self,
         func_path: str,
         args: Sequence[Any] | None,
@@ -185,30 +194,49 @@ class TaskQueue:
         interval: dt.timedelta | float | None,
         max_retries: int | None,
         timeout: float | None,
-    ) -> Task:
-        return create_task(
-            func_path,
-            args,
-            kwargs,
-            max_retries=self.max_retries if max_retries is None else max_retries,
-            timeout=timeout,
-            eta=eta,
-            interval=interval,
+    ) -> TaskRecord:
+        """A validated, encoded PENDING record (the checks of :func:`create_task`).
+
+        Built directly, without a :class:`Task` in between: enqueue is a hot path.
+        """
+        func_path = check_func_path(func_path)
+        budget = normalize_max_retries(self.max_retries if max_retries is None else max_retries)
+        seconds = normalize_timeout(timeout)
+        step = normalize_interval(interval)
+        moment = normalize_eta(eta)
+        payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
+        now = time.time()
+        return TaskRecord(
+            id=new_task_id(),
+            func_path=func_path,
+            payload=payload,
+            status=TaskStatus.PENDING.value,
+            attempts=0,
+            max_retries=budget,
+            eta=now if moment is None else moment.timestamp(),
+            interval=None if step is None else step.total_seconds(),
+            timeout=seconds,
+            result=None,
+            error=None,
+            created_at=now,
+            updated_at=now,
             correlation_id=omniq_logging.current_correlation_id(),
         )
 
-    def _encode(self, task: Task) -> str:
+    def _encode(self, func_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         try:
-            payload = encode_payload(self.serializer, task.args, task.kwargs)
+            payload = encode_payload(self.serializer, args, kwargs)
         except (TypeError, ValueError) as error:
-            raise type(error)(f"cannot enqueue {task.func_path}: {error}") from None
+            raise type(error)(f"cannot enqueue {func_path}: {error}") from None
         limit = self.max_payload_bytes
-        if limit is not None and len(payload.encode("utf-8")) > limit:
-            raise ValueError(
-                f"cannot enqueue {task.func_path}: its arguments encode to "
-                f"{len(payload.encode('utf-8'))} bytes, over the limit of {limit} "
-                "(Settings.max_payload_bytes); store big data elsewhere and pass a reference"
-            )
+        if limit is not None and len(payload) * 4 > limit:  # UTF-8: at most 4 bytes a char
+            size = len(payload.encode("utf-8"))
+            if size > limit:
+                raise ValueError(
+                    f"cannot enqueue {func_path}: its arguments encode to {size} bytes, over "
+                    f"the limit of {limit} (Settings.max_payload_bytes); store big data "
+                    "elsewhere and pass a reference"
+                )
         return payload
 
     def _store(self, records: list[TaskRecord]) -> None:
