@@ -13,12 +13,12 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["unasync", "lint", "types", "shared", "tests", "interop"]
 
 TWINS = ["async", "sync"]
-BACKENDS = ["sqlite", "memory", "file"]
+BACKENDS = ["sqlite", "memory", "file", "postgres"]
 SOURCES = ["src/omniq", "tests", "scripts", "noxfile.py"]
 
 
-def install(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+def install(session: nox.Session, extras: str = "dev") -> None:
+    session.install("-e", f".[{extras}]")
 
 
 @nox.session
@@ -38,15 +38,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over src, the generated twin included."""
-    install(session)
+    """mypy --strict over src, the generated twin included (psycopg too, for the PG module)."""
+    install(session, "dev,postgres")
     session.run("mypy", "--strict", "src/omniq")
 
 
 @nox.session
 def shared(session: nox.Session) -> None:
-    """Tests of the shared modules, the README examples and the generator script."""
-    install(session)
+    """Tests of the shared modules, the README and docs examples, the CLI, the examples."""
+    install(session, "dev,postgres")  # docs/postgres.md's examples import psycopg
     session.run("pytest", "tests/shared", "tests/cli", "tests/examples", *session.posargs)
 
 
@@ -54,8 +54,8 @@ def shared(session: nox.Session) -> None:
 @nox.parametrize("backend", BACKENDS)
 @nox.parametrize("twin", TWINS)
 def tests(session: nox.Session, twin: str, backend: str) -> None:
-    """The contract suite of one twin on one backend."""
-    install(session)
+    """The contract suite of one twin on one backend (PostgreSQL: OMNIQ_TEST_POSTGRES_DSN)."""
+    install(session, "dev,postgres")
     env = {"OMNIQ_TEST_BACKEND": backend}
     session.run("pytest", f"tests/_{twin}", *session.posargs, env=env)
 
@@ -64,13 +64,13 @@ def tests(session: nox.Session, twin: str, backend: str) -> None:
 @nox.parametrize("backend", BACKENDS)
 def interop(session: nox.Session, backend: str) -> None:
     """One store, both twins: what one writes the other runs."""
-    install(session)
+    install(session, "dev,postgres")
     session.run("pytest", "tests/interop", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmark figures vs Huey (not in the default set): rewrites docs/performance.md."""
-    session.install("-e", ".[postgres]")
+    install(session, "postgres")
     session.install("huey", "matplotlib")  # the benchmark's own tools, never omniq dependencies
     session.run("python", "-m", "omniq.bench", "--write-docs", *session.posargs)

@@ -17,4 +17,10 @@ def storage_from_settings(settings: Settings) -> AsyncBaseStorage:
         return AsyncFileStorage(settings.base_dir, durability=settings.durability)
     if settings.backend == "memory":
         return AsyncMemoryStorage()
+    if settings.backend == "postgres" and settings.dsn:
+        # Imported here: psycopg is an optional extra, needed only by this backend
+        # (without it, this import raises an ImportError that names the extra).
+        from omniq._async.storage.postgres import AsyncPostgresStorage
+
+        return AsyncPostgresStorage(settings.dsn, durability=settings.durability)
     raise ValueError(f"backend {settings.backend!r} is not available in this build of omniq")
