@@ -61,28 +61,26 @@ def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return check
 
 
-@_checked
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {text!r}")
+        value = minimum - 1  # reported below, with the same message
+    if value < minimum:
+        raise ValueError(f"expected a whole number >= {minimum}, got {text!r}")
     return value
+
+
+@_checked
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _whole_number(text, 1)
 
 
 @_checked
 def count(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    return _whole_number(text, 0)
 
 
 @_checked
