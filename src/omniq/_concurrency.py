@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import signal
 import threading
@@ -32,6 +33,15 @@ _CANCEL_GRACE = 1.0
 
 def is_coroutine_function(fn: Callable[..., Any]) -> bool:
     """Whether calling ``fn`` gives a coroutine (also for callable objects)."""
+    try:
+        return _is_coroutine_function(fn)
+    except TypeError:  # an unhashable callable: not cached
+        return _is_coroutine_function.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    # Cached: task functions are few and asked about once per task run.
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004  (a callable instance's method)
     )

@@ -57,29 +57,29 @@ class TaskRecord:
 
     def validate(self) -> None:
         """Check the column types, so a corrupt row is caught when read, not when run."""
-        checks: list[tuple[str, tuple[type, ...], bool]] = [
-            ("id", (str,), False),
-            ("func_path", (str,), False),
-            ("payload", (str,), False),
-            ("status", (str,), False),
-            ("attempts", (int,), False),
-            ("max_retries", (int,), True),
-            ("eta", (int, float), False),
-            ("interval", (int, float), True),
-            ("timeout", (int, float), True),
-            ("result", (str,), True),
-            ("error", (str,), True),
-        ]
-        for name, types, nullable in checks:
+        for name, types, nullable in _COLUMN_TYPES:
             value = getattr(self, name)
             if value is None and nullable:
                 continue
-            if isinstance(value, bool) or not isinstance(value, types):
+            if type(value) not in types:  # exact types: a bool is not an int here
                 raise ValueError(f"task record field {name!r} has a bad value: {value!r}")
         if self.status not in _STATUSES:
             raise ValueError(f"task record has an unknown status: {self.status!r}")
 
 
+_COLUMN_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("id", (str,), False),
+    ("func_path", (str,), False),
+    ("payload", (str,), False),
+    ("status", (str,), False),
+    ("attempts", (int,), False),
+    ("max_retries", (int,), True),
+    ("eta", (int, float), False),
+    ("interval", (int, float), True),
+    ("timeout", (int, float), True),
+    ("result", (str,), True),
+    ("error", (str,), True),
+)
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
 STATUSES: tuple[str, ...] = tuple(status.value for status in TaskStatus)
 FINAL_STATUSES: frozenset[str] = frozenset(status.value for status in TaskStatus if status.is_final)
