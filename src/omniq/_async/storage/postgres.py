@@ -19,7 +19,6 @@ under a transaction-scoped advisory lock, so many workers may start at once.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,164 +48,35 @@ from omniq._concurrency import (
     ajoin,
     aspawn,
 )
+from omniq._postgres_sql import (
+    CLAIM,
+    COLUMNS,
+    ETA_COLUMN,
+    FINAL,
+    FINISH,
+    FINISH_MANY,
+    HEARTBEAT,
+    INSERT,
+    INSERT_ONE,
+    LISTEN_SLICE,
+    MIGRATION_LOCK_CLASS,
+    MIGRATIONS,
+    NOW,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+    RELEASE,
+    REQUEUE,
+    SCHEMA_VERSION,
+    TABLE,
+    VERSION_TABLE,
+    channel_name,
+    expiry,
+    finish_params,
+    wakes,
+)
 from omniq.exceptions import StorageError
 from omniq.models import TaskStatus
 from omniq.records import RECORD_FIELDS, TaskRecord, Transition
-
-SCHEMA_VERSION = 1
-TABLE = "omniq_tasks"
-VERSION_TABLE = "omniq_schema_version"
-_COLUMNS = ", ".join(f'"{name}"' for name in RECORD_FIELDS)  # "interval" is a keyword
-_T_COLUMNS = ", ".join(f't."{name}"' for name in RECORD_FIELDS)
-_PLACEHOLDERS = ", ".join("%s" for _ in RECORD_FIELDS)
-_ETA_COLUMN = 1 + RECORD_FIELDS.index("eta")  # in claim rows, which start with seq
-_FINAL = tuple(s.value for s in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
-# The database clock as epoch seconds. Stable within a statement, so the planner can
-# compare it with an index (clock_timestamp() is volatile and could not be).
-_NOW = "extract(epoch FROM statement_timestamp())::float8"
-# First key of the advisory lock that serializes migrations (the second: the schema hash).
-MIGRATION_LOCK_CLASS = 0x6F6D6E69  # "omni"
-_NAME_LIMIT = 63  # PostgreSQL identifiers, channel names included, are at most 63 bytes
-_LISTEN_SLICE = 0.5  # how long one wait for notifications lasts before the stop flag is read
-_RECONNECT_MIN, _RECONNECT_MAX = 0.1, 10.0
-
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        f"""
-        CREATE TABLE {TABLE} (
-            seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-            id text PRIMARY KEY,
-            func_path text NOT NULL,
-            payload text NOT NULL,
-            status text NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            max_retries integer,
-            eta double precision NOT NULL,
-            "interval" double precision,
-            timeout double precision,
-            result text,
-            error text,
-            created_at double precision NOT NULL,
-            updated_at double precision NOT NULL,
-            started_at double precision,
-            finished_at double precision,
-            lease_until double precision,
-            attempt_token text,
-            correlation_id text,
-            parent_id text
-        )
-        """,
-        # The claim walks this index in order and stops after LIMIT rows: its cost does
-        # not grow with the backlog. Partial, so finished tasks do not bloat it.
-        f"CREATE INDEX {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
-        f"CREATE INDEX {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
-        f"CREATE INDEX {TABLE}_status ON {TABLE} (status, updated_at, seq)",
-        f"CREATE INDEX {TABLE}_updated ON {TABLE} (updated_at, seq)",
-    ),
-}
-
-_INSERT = f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
-_INSERT_ONE = f"WITH new AS ({_INSERT} RETURNING 1) SELECT pg_notify(%s, '')"
-
-_CLAIM = f"""
-    UPDATE {TABLE} AS t
-    SET status = 'running', attempts = t.attempts + 1, attempt_token = %(token)s,
-        lease_until = {_NOW} + %(lease)s, started_at = {_NOW}, updated_at = {_NOW}
-    FROM (
-        SELECT seq FROM {TABLE}
-        WHERE status = 'pending' AND eta <= {_NOW}
-        ORDER BY eta, seq
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) AS due
-    WHERE t.seq = due.seq
-    RETURNING t.seq, {_T_COLUMNS}
-"""
-
-_FINISH = f"""
-    UPDATE {TABLE}
-    SET status = %(status)s, result = %(result)s, error = %(error)s,
-        eta = COALESCE({_NOW} + %(delay)s::float8, eta), updated_at = {_NOW},
-        finished_at = CASE WHEN %(final)s THEN {_NOW} END,
-        lease_until = NULL, attempt_token = NULL
-    WHERE id = %(id)s AND status = 'running' AND attempt_token = %(token)s
-        AND (%(expiry)s::float8 IS NULL OR lease_until < {_NOW} + %(expiry)s::float8)
-"""
-
-# Many outcomes without successors in one statement (one round-trip, one commit); the
-# notification is sent if any of them made a task pending again (a retry).
-_FINISH_MANY = f"""
-    WITH done AS (
-        UPDATE {TABLE} AS t
-        SET status = v.status, result = v.result, error = v.error,
-            eta = COALESCE({_NOW} + v.delay, t.eta), updated_at = {_NOW},
-            finished_at = CASE WHEN v.final THEN {_NOW} END,
-            lease_until = NULL, attempt_token = NULL
-        FROM unnest(
-            %(ids)s::text[], %(tokens)s::text[], %(statuses)s::text[], %(results)s::text[],
-            %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[], %(wakes)s::bool[],
-            %(expiries)s::float8[]
-        ) AS v(id, token, status, result, error, delay, final, wakes, expiry)
-        WHERE t.id = v.id AND t.status = 'running' AND t.attempt_token = v.token
-            AND (v.expiry IS NULL OR t.lease_until < {_NOW} + v.expiry)
-        RETURNING t.id, v.wakes
-    )
-    SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END FROM done
-"""
-
-_RELEASE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = GREATEST(attempts - 1, 0), eta = {_NOW},
-        updated_at = {_NOW}, lease_until = NULL, attempt_token = NULL
-    WHERE id = %s AND status = 'running' AND attempt_token = %s
-"""
-
-_HEARTBEAT = f"""
-    UPDATE {TABLE} AS t SET lease_until = {_NOW} + %s
-    FROM unnest(%s::text[], %s::text[]) AS held(id, token)
-    WHERE t.id = held.id AND t.status = 'running' AND t.attempt_token = held.token
-    RETURNING t.id
-"""
-
-_REQUEUE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = 0, eta = {_NOW}, updated_at = {_NOW}, error = NULL,
-        result = NULL, finished_at = NULL, lease_until = NULL, attempt_token = NULL
-    WHERE id = %s AND status IN ('failed', 'cancelled')
-"""
-
-
-def _finish_params(task_id: str, token: str, transition: Transition) -> dict[str, Any]:
-    return {
-        "status": transition.status,
-        "result": transition.result,
-        "error": transition.error,
-        "delay": None if transition.eta is None else transition.eta - transition.now,
-        "final": transition.is_final,
-        "id": task_id,
-        "token": token,
-        "expiry": _expiry(transition),
-    }
-
-
-def _expiry(transition: Transition) -> float | None:
-    """A recovery's ``expired_before``, relative to its ``now``: compared on the db clock."""
-    if transition.expired_before is None:
-        return None
-    return transition.expired_before - transition.now
-
-
-def _wakes(transition: Transition) -> bool:
-    """Whether applying ``transition`` makes a task pending (a retry, a next run)."""
-    return transition.status == TaskStatus.PENDING.value or transition.successor is not None
-
-
-def channel_name(schema: str) -> str:
-    """The NOTIFY channel of the tasks table in ``schema`` (at most 63 bytes)."""
-    name = f"omniq.{schema}"
-    if len(name.encode()) > _NAME_LIMIT:
-        name = "omniq." + hashlib.sha256(schema.encode()).hexdigest()[:32]
-    return name
 
 
 def describe_dsn(dsn: str) -> str:
@@ -316,7 +186,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                         f"this omniq understands ({SCHEMA_VERSION}): upgrade omniq"
                     )
                 for target in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[target]:
+                    for statement in MIGRATIONS[target]:
                         await conn.execute(statement)
                     await conn.execute(
                         f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (target,)
@@ -400,22 +270,22 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 omniq_logging.log_storage_error("notify subscriber", error)
 
     async def _listen(self, stop: AsyncEvent) -> None:
-        delay = _RECONNECT_MIN
+        delay = RECONNECT_MIN
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except Exception as error:
                 omniq_logging.log_storage_error("listen", f"{error} (retrying in {delay:g}s)")
                 await stop.wait(delay)
-                delay = min(delay * 2, _RECONNECT_MAX)
+                delay = min(delay * 2, RECONNECT_MAX)
                 continue
             try:
                 channel = channel_name(await self._current_schema(conn))
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                delay = _RECONNECT_MIN
+                delay = RECONNECT_MIN
                 self._wake_subscribers()
                 while not stop.is_set():
-                    async for _ in conn.notifies(timeout=_LISTEN_SLICE):
+                    async for _ in conn.notifies(timeout=LISTEN_SLICE):
                         if stop.is_set():
                             break
                         self._wake_subscribers()
@@ -428,7 +298,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 await conn.close()
             if not stop.is_set():
                 await stop.wait(delay)
-                delay = min(delay * 2, _RECONNECT_MAX)
+                delay = min(delay * 2, RECONNECT_MAX)
 
     # ------------------------------------------------------------------ the contract
 
@@ -439,11 +309,11 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             return
         async with self._connection() as conn:
             if len(rows) == 1:  # one statement: one round-trip, one transaction
-                await conn.execute(_INSERT_ONE, (*rows[0], self._channel))
+                await conn.execute(INSERT_ONE, (*rows[0], self._channel))
                 return
             async with conn.transaction():
                 async with conn.cursor() as cursor:
-                    await cursor.executemany(_INSERT, rows)
+                    await cursor.executemany(INSERT, rows)
                 await conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
 
     async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
@@ -453,10 +323,10 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         """
         params = {"token": uuid.uuid4().hex, "lease": lease_until - now, "limit": limit}
         async with self._connection() as conn:
-            cursor = await conn.execute(_CLAIM, params)
+            cursor = await conn.execute(CLAIM, params)
             rows = await cursor.fetchall()
         # RETURNING gives rows in no promised order: restore (eta, enqueue order).
-        ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
+        ordered = sorted(rows, key=lambda row: (row[ETA_COLUMN], row[0]))
         return [TaskRecord(*row[1:]) for row in ordered]
 
     async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
@@ -477,16 +347,16 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         results: list[bool] = []
         async with self._connection() as conn, conn.transaction():
             for task_id, token, transition in items:
-                cursor = await conn.execute(_FINISH, _finish_params(task_id, token, transition))
+                cursor = await conn.execute(FINISH, finish_params(task_id, token, transition))
                 changed = cursor.rowcount == 1
                 if changed and transition.successor is not None:
                     successor = transition.successor
                     await conn.execute(
-                        _INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS)
+                        INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS)
                     )
                 results.append(changed)
             if any(
-                changed and _wakes(transition)
+                changed and wakes(transition)
                 for changed, (_, _, transition) in zip(results, items, strict=True)
             ):
                 await conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
@@ -505,18 +375,18 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             "errors": [t.error for t in transitions],
             "delays": [None if t.eta is None else t.eta - t.now for t in transitions],
             "finals": [t.is_final for t in transitions],
-            "wakes": [_wakes(t) for t in transitions],
-            "expiries": [_expiry(t) for t in transitions],
+            "wakes": [wakes(t) for t in transitions],
+            "expiries": [expiry(t) for t in transitions],
             "channel": self._channel,
         }
         async with self._connection() as conn:
-            cursor = await conn.execute(_FINISH_MANY, params)
+            cursor = await conn.execute(FINISH_MANY, params)
             held = {row[0] for row in await cursor.fetchall()}
         return [task_id in held for task_id in ids]
 
     async def release(self, task_id: str, token: str, now: float) -> bool:
         """Put an unfinished task back to PENDING, due now, without spending an attempt."""
-        return await self._update_and_notify(_RELEASE, (task_id, token))
+        return await self._update_and_notify(RELEASE, (task_id, token))
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held, in one statement; report the ones lost.
@@ -528,21 +398,21 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         ids = [task_id for task_id, _ in leases]
         tokens = [token for _, token in leases]
         async with self._connection() as conn:
-            cursor = await conn.execute(_HEARTBEAT, (lease_until - time.time(), ids, tokens))
+            cursor = await conn.execute(HEARTBEAT, (lease_until - time.time(), ids, tokens))
             held = {row[0] for row in await cursor.fetchall()}
         return [task_id for task_id in ids if task_id not in held]
 
     async def expired(self, now: float, limit: int) -> list[TaskRecord]:
         """RUNNING tasks whose lease ran out by the database clock."""
         return await self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < {_NOW} "
+            f"SELECT {COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < {NOW} "
             "ORDER BY lease_until LIMIT %s",
             (limit,),
         )
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, or ``None``."""
-        rows = await self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = %s", (task_id,))
+        rows = await self._select(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s", (task_id,))
         return rows[0] if rows else None
 
     async def next_eta(self) -> float | None:
@@ -558,8 +428,8 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         """Cancel a PENDING task."""
         async with self._connection() as conn:
             cursor = await conn.execute(
-                f"UPDATE {TABLE} SET status = 'cancelled', updated_at = {_NOW}, "
-                f"finished_at = {_NOW} WHERE id = %s AND status = 'pending'",
+                f"UPDATE {TABLE} SET status = 'cancelled', updated_at = {NOW}, "
+                f"finished_at = {NOW} WHERE id = %s AND status = 'pending'",
                 (task_id,),
             )
             return cursor.rowcount == 1
@@ -568,7 +438,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         """Tasks (of ``status``, or all), most recently changed first."""
         where = "" if status is None else "WHERE status = %(status)s "
         return await self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} {where}"
+            f"SELECT {COLUMNS} FROM {TABLE} {where}"
             "ORDER BY updated_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s",
             {"status": status, "limit": limit, "offset": offset},
         )
@@ -584,11 +454,11 @@ class AsyncPostgresStorage(AsyncBaseStorage):
 
     async def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        return await self._update_and_notify(_REQUEUE, (task_id,))
+        return await self._update_and_notify(REQUEUE, (task_id,))
 
     async def purge(self, before: float, statuses: Sequence[str]) -> int:
         """Delete finished tasks in ``statuses`` (final ones only) finished before ``before``."""
-        final = [status for status in statuses if status in _FINAL]
+        final = [status for status in statuses if status in FINAL]
         if not final:
             return 0
         async with self._connection() as conn:
