@@ -55,6 +55,20 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.finish`."""
         return run_blocking(self.inner.finish, task_id, token, transition)
 
+    def finish_many(self, items: Sequence[tuple[str, str, Transition]]) -> list[bool]:
+        """See :meth:`AsyncBaseStorage.finish_many` (the inner store's batching, one hop)."""
+        return run_blocking(self.inner.finish_many, items)
+
+    def finish_and_claim(
+        self,
+        items: Sequence[tuple[str, str, Transition]],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> tuple[list[bool], list[TaskRecord]]:
+        """See :meth:`AsyncBaseStorage.finish_and_claim` (one transaction where the inner can)."""
+        return run_blocking(self.inner.finish_and_claim, items, now, lease_until, limit)
+
     def release(self, task_id: str, token: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.release`."""
         return run_blocking(self.inner.release, task_id, token, now)
