@@ -14,7 +14,7 @@ nox.options.sessions = ["unasync", "lint", "types", "shared", "tests", "interop"
 
 TWINS = ["async", "sync"]
 BACKENDS = ["sqlite", "memory", "file", "postgres"]
-SOURCES = ["src/omniq", "tests", "scripts", "noxfile.py"]
+SOURCES = ["src/omniq", "benchmarks", "tests", "scripts", "noxfile.py"]
 
 
 def install(session: nox.Session, extras: str = "dev") -> None:
@@ -38,9 +38,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over src, the generated twin included (psycopg too, for the PG module)."""
+    """mypy --strict over src, the generated twin included (psycopg too, for the PG module),
+    and over the benchmark harness."""
     install(session, "dev,postgres")
     session.run("mypy", "--strict", "src/omniq")
+    session.run("mypy", "--strict", "benchmarks")
 
 
 @nox.session
@@ -73,4 +75,4 @@ def bench(session: nox.Session) -> None:
     """Benchmark figures vs Huey (not in the default set): rewrites docs/performance.md."""
     install(session, "postgres")
     session.install("huey", "matplotlib")  # the benchmark's own tools, never omniq dependencies
-    session.run("python", "-m", "omniq.bench", "--write-docs", *session.posargs)
+    session.run("python", "-m", "benchmarks", "--write-docs", *session.posargs)

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python scripts/bench_postgres.py [--dsn DSN] [--enqueues 2000] [--tasks 4000]
-                                     [--wakeups 50] [--twin async|sync] [--durability full|fast]
+    python -m benchmarks.postgres [--dsn DSN] [--enqueues 2000] [--tasks 4000]
+                                  [--wakeups 50] [--twin async|sync] [--durability full|fast]
 
 The DSN defaults to ``OMNIQ_TEST_POSTGRES_DSN`` or the local ``test`` database; the run
 uses a schema of its own (``omniq_pgbench_<random>``) and drops it at the end. SQLite
@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.common import child_env
 from omniq import AsyncOmniQ, OmniQ, Settings
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -74,7 +75,7 @@ def worker_main(args: argparse.Namespace) -> None:
 def start_workers(
     settings: Settings, count: int, mode: str, twin: str
 ) -> list[subprocess.Popen[str]]:
-    env = dict(os.environ)
+    env = child_env()
     env.update(
         OMNIQ_BACKEND=settings.backend,
         OMNIQ_BASE_DIR=str(settings.base_dir),
@@ -85,7 +86,7 @@ def start_workers(
         env["OMNIQ_DSN"] = settings.dsn
     workers = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", mode, "--twin", twin],
+            [sys.executable, "-m", "benchmarks.postgres", "--worker", mode, "--twin", twin],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -221,7 +222,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.postgres", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--dsn", default=os.environ.get("OMNIQ_TEST_POSTGRES_DSN", DEFAULT_DSN))
     parser.add_argument("--enqueues", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=4000)

@@ -1,6 +1,6 @@
 """The task functions the benchmark runs: no-ops, and stamps that record when they start.
 
-Workers import them by path (``"omniq.bench.tasks.noop"``). ``stamp``/``astamp``
+Workers import them by path (``"benchmarks.tasks.noop"``). ``stamp``/``astamp``
 call the callback registered with :func:`expect` for their token with
 ``time.perf_counter()`` taken as the function starts: the wake-up latency is that
 moment minus the moment the producer called ``enqueue``. :data:`COUNTDOWN`
@@ -13,10 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 
-NOOP = "omniq.bench.tasks.noop"
-ANOOP = "omniq.bench.tasks.anoop"
-STAMP = "omniq.bench.tasks.stamp"
-ASTAMP = "omniq.bench.tasks.astamp"
+NOOP = "benchmarks.tasks.noop"
+ANOOP = "benchmarks.tasks.anoop"
+STAMP = "benchmarks.tasks.stamp"
+ASTAMP = "benchmarks.tasks.astamp"
 
 _lock = threading.Lock()
 _watchers: dict[str, Callable[[float], None]] = {}

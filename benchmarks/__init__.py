@@ -1,4 +1,4 @@
-"""The benchmark harness of omniq: ``python -m omniq.bench`` (measurement only).
+"""The benchmark harness of omniq: ``python -m benchmarks`` (measurement only).
 
 It measures enqueue, enqueue-many, drain, end-to-end throughput, idle wake-up
 latency, claim cost against the backlog and memory, per backend and twin, and

@@ -1,4 +1,4 @@
-"""``python -m omniq.bench``: measure omniq (and Huey, when installed) and report.
+"""``python -m benchmarks``: measure omniq (and Huey, when installed) and report.
 
 Prints a table (each figure with its factor to the matching Huey figure of the
 same run), the goals of issue 8, and the total time; writes a JSON file and a
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import omniq
-from omniq.bench import huey_workloads, report, rss, workloads
-from omniq.bench.common import (
+from benchmarks import huey_workloads, report, rss, workloads
+from benchmarks.common import (
     DEFAULT_POSTGRES_DSN,
     METRICS,
     TWINS,
@@ -43,7 +43,7 @@ from omniq.bench.common import (
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m omniq.bench",
+        prog="python -m benchmarks",
         description="Benchmark omniq per backend and twin, against Huey on the same workloads.",
     )
     parser.add_argument("--quick", action="store_true", help="small counts, one run: seconds")

@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from benchmarks import tasks
+from benchmarks.common import Backend, Plan, Stores
 from omniq import AsyncOmniQ, OmniQ, Settings
-from omniq.bench import tasks
-from omniq.bench.common import Backend, Plan, Stores
 
 CHUNK = 1_000  # enqueue_many batch when building a backlog
 _PROBE = 200  # tasks of the enqueue_many call that sizes the measured one

@@ -1,6 +1,6 @@
 """Memory: the RSS of a fresh process after it processed ``small`` and then ``large`` tasks.
 
-Run in a process of its own (``python -m omniq.bench.rss DIR SMALL LARGE [SECONDS]``, one
+Run in a process of its own (``python -m benchmarks.rss DIR SMALL LARGE [SECONDS]``, one
 JSON line on stdout) so that nothing else the benchmark did shows in its RSS.
 SQLite in fast mode, the blocking twin: tasks are enqueued with ``enqueue_many``
 in chunks and processed by a pool of 4, chunk after chunk; past ``small`` the run
@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import tasks
+from benchmarks.common import child_env, rss_mib
 from omniq import OmniQ, Settings
-from omniq.bench import tasks
-from omniq.bench.common import rss_mib
 
 _CHUNK = 5_000
 
@@ -69,7 +69,8 @@ def measure(directory: Path, small: int, large: int, seconds: float) -> dict[str
     """Run :func:`main` in a new Python process and return its figures."""
     argv = [str(directory), str(small), str(large), str(seconds)]
     completed = subprocess.run(
-        [sys.executable, "-m", "omniq.bench.rss", *argv],
+        [sys.executable, "-m", "benchmarks.rss", *argv],
+        env=child_env(),
         capture_output=True,
         text=True,
         check=False,

@@ -4,7 +4,7 @@ Huey runs as its users run it: ``SqliteHuey``/``FileHuey``/``MemoryHuey``/
 ``PostgresHuey`` with their defaults, and its consumer in this process with
 thread workers (``huey.create_consumer(workers=c, worker_type="thread")``).
 Huey has no ``process_tasks(limit=N)``, so its task counts itself
-(:data:`omniq.bench.tasks.COUNTDOWN`) and a drain ends when the last one ran.
+(:data:`benchmarks.tasks.COUNTDOWN`) and a drain ends when the last one ran.
 Huey has no bulk insert: its backlogs are built one ``enqueue`` at a time.
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omniq.bench import tasks
-from omniq.bench.common import Plan, Stores
-from omniq.bench.workloads import Rate, Wake
+from benchmarks import tasks
+from benchmarks.common import Plan, Stores
+from benchmarks.workloads import Rate, Wake
 
 NAME = "bench"
 

@@ -18,6 +18,18 @@ from omniq import Settings
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
+# The directory that holds the ``benchmarks`` package (the repository root): benchmarks are
+# not installed, so a child process finds them through PYTHONPATH, whatever its cwd.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``python -m benchmarks.<module>`` in a child process."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 # Every metric a result row carries (None where it was not measured).
 THROUGHPUT_METRICS = (
     "enqueue_per_s",
