@@ -39,10 +39,11 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict over src, the generated twin included (psycopg too, for the PG module),
-    and over the benchmark harness."""
+    the benchmark harness, and code written as a user writes it (tests/typing)."""
     install(session, "dev,postgres")
     session.run("mypy", "--strict", "src/omniq")
     session.run("mypy", "--strict", "benchmarks")
+    session.run("mypy", "--strict", "tests/typing")
 
 
 @nox.session

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import platformdirs
 
 from omniq import retry
 from omniq._validation import (
@@ -29,14 +30,15 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 def default_base_dir() -> Path:
-    """The per-user data directory omniq uses when no ``base_dir`` is given."""
-    if sys.platform == "win32":
-        root = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        root = str(Path.home() / "Library" / "Application Support")
-    else:
-        root = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(root) / "omniq"
+    """The per-user data directory omniq uses when no ``base_dir`` is given.
+
+    platformdirs' ``user_data_dir("omniq")``: ``$XDG_DATA_HOME/omniq`` (Linux and macOS)
+    when that variable holds an absolute path, else ``~/.local/share/omniq`` on Linux,
+    ``~/Library/Application Support/omniq`` on macOS, ``%LOCALAPPDATA%\\omniq`` on
+    Windows. A relative or blank ``XDG_DATA_HOME`` is ignored, as the XDG specification
+    asks, so the default store never depends on the current directory.
+    """
+    return Path(platformdirs.user_data_dir("omniq", appauthor=False))
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class Settings:
     """Configuration of an omniq queue, its store and its workers.
 
     * ``backend``: ``"sqlite"`` (default), ``"file"``, ``"memory"`` or ``"postgres"``.
-    * ``base_dir``: where SQLite keeps ``omniq.db`` and the file backend its tasks.
+    * ``base_dir``: where SQLite keeps ``omniq.db`` and the file backend its tasks: a
+      ``str`` or any path-like, ``~`` expanded, kept as a ``Path``; by default
+      :func:`default_base_dir`, the user's data directory.
     * ``dsn``: the PostgreSQL connection string (``backend="postgres"``).
     * ``max_retries``: executions allowed per task, unless ``enqueue`` says otherwise.
     * ``task_timeout``: seconds a task may run, unless ``enqueue`` says otherwise.
@@ -67,6 +71,26 @@ class Settings:
     durability: str = "full"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     eager: bool = False
+
+    if TYPE_CHECKING:
+        # What type checkers see as the constructor: the dataclass's own, except that
+        # ``base_dir`` takes any path-like (``"./data"``); the field stays a ``Path`` for
+        # readers, because __post_init__ converts it. tests/shared/test_config.py keeps
+        # this in step with the fields.
+        def __init__(
+            self,
+            backend: str = "sqlite",
+            base_dir: str | os.PathLike[str] = ...,
+            dsn: str | None = None,
+            max_retries: int = retry.DEFAULT_MAX_RETRIES,
+            task_timeout: float | None = None,
+            concurrency: int = 4,
+            poll_interval: float = 1.0,
+            lease_timeout: float = 30.0,
+            durability: str = "full",
+            max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+            eager: bool = False,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize in place once, at construction

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from omniq import Settings
+from omniq import config as config_module
 from omniq.config import default_base_dir
 
 
@@ -85,3 +91,87 @@ def test_from_env_names_a_bad_variable() -> None:
         Settings.from_env({"OMNIQ_CONCURRENCY": "many"})
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         Settings.from_env({"OMNIQ_BACKEND": "nope"})
+
+
+class _PathLike(os.PathLike[str]):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_base_dir_accepts_any_path_like_and_reads_as_a_path(tmp_path: Path) -> None:
+    for given in (str(tmp_path), tmp_path, _PathLike(str(tmp_path))):
+        settings = Settings(base_dir=given)
+        assert type(settings.base_dir) is type(tmp_path)  # a concrete Path, not what was given
+        assert settings.base_dir == tmp_path
+    assert Settings(base_dir=_PathLike("~/y")).base_dir == Path.home() / "y"
+
+
+@pytest.fixture
+def data_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A fake home (and current directory) so that the default directory can be observed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout of Linux")
+@pytest.mark.parametrize("value", ["relative/data", "./data", "data", "   ", "", "~/data"])
+def test_an_invalid_xdg_data_home_is_ignored(
+    data_home: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # The XDG spec: a relative path in XDG_DATA_HOME is invalid and ignored, so the
+    # default store never follows the current directory (a blank one used to give
+    # '   /omniq').
+    monkeypatch.setenv("XDG_DATA_HOME", value)
+    expected = data_home / ".local" / "share" / "omniq"
+    assert default_base_dir() == expected
+    assert Settings().base_dir == expected
+    assert Settings().sqlite_path.is_absolute()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout of Linux")
+def test_an_absolute_xdg_data_home_is_used(
+    data_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert Settings().base_dir == tmp_path / "xdg" / "omniq"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert Settings().base_dir == data_home / ".local" / "share" / "omniq"
+
+
+def test_the_default_directory_is_absolute_and_not_created(data_home: Path) -> None:
+    settings = Settings()
+    assert settings.base_dir.is_absolute()
+    assert not settings.base_dir.exists()  # created on first use by the store, not here
+
+
+def test_the_type_checkers_constructor_matches_the_fields() -> None:
+    # Settings declares, for type checkers only, an __init__ whose base_dir takes any
+    # path-like; every other parameter must be the dataclass field, in order, with its
+    # annotation and default, or a user's mypy would see a different constructor.
+    tree = ast.parse(inspect.getsource(config_module))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    (block,) = [
+        n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    (init,) = [n for n in block.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    params = init.args.args[1:]
+    assert not init.args.kwonlyargs and not init.args.vararg and not init.args.kwarg
+    fields = [f for f in dataclasses.fields(Settings) if f.init]
+    assert [p.arg for p in params] == [f.name for f in fields]
+    assert len(init.args.defaults) == len(params)
+    for param, default, f in zip(params, init.args.defaults, fields, strict=True):
+        annotation = ast.unparse(param.annotation) if param.annotation else None
+        if f.name == "base_dir":
+            assert annotation == "str | os.PathLike[str]"
+        else:
+            assert annotation == f.type, f.name
+        if f.default is dataclasses.MISSING:
+            assert ast.unparse(default) == "...", f.name
+        else:
+            assert eval(ast.unparse(default), vars(config_module)) == f.default, f.name

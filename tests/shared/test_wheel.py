@@ -96,5 +96,6 @@ def test_the_wheel_metadata(wheel: zipfile.ZipFile) -> None:
         assert f"Programming Language :: Python :: {version}" in classifiers
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL", []))
     assert set(urls) >= {"Homepage", "Documentation", "Issues", "Changelog"}
+    assert any(dep.startswith("platformdirs") for dep in metadata.get_all("Requires-Dist", []))
     entry_points = wheel.read(f"{_dist_info(wheel)}/entry_points.txt").decode()
     assert "omniq = omniq.cli:main" in entry_points
