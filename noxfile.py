@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["unasync", "lint", "types", "shared", "tests", "interop"]
+nox.options.sessions = ["unasync", "lint", "types", "docs", "shared", "tests", "interop"]
 
 TWINS = ["async", "sync"]
 BACKENDS = ["sqlite", "memory", "file", "postgres"]
@@ -69,6 +71,16 @@ def interop(session: nox.Session, backend: str) -> None:
     """One store, both twins: what one writes the other runs."""
     install(session, "dev,postgres")
     session.run("pytest", "tests/interop", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml) with --strict: a broken link fails it."""
+    install(session, "docs")
+    site = Path(session.create_tmp()) / "site"
+    # NO_MKDOCS_2_WARNING: Material's banner about its end of life, not about our docs.
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs, env=env)
 
 
 @nox.session
