@@ -41,9 +41,9 @@ def activate_pyenv_pythons() -> None:
 
     pyenv's shims run only the versions it has activated (``pyenv global``, a
     ``.python-version``, ``PYENV_VERSION``). nox's interpreter discovery resolves a shim
-    through ``PYENV_VERSION``, so this sets it, for nox's own process only, to the active
-    versions followed by the newest installed patch release of each of PYTHONS. Nothing
-    happens without pyenv or when ``PYENV_VERSION`` is already set.
+    through ``PYENV_VERSION`` and ``PYENV_ROOT``, so this sets them, for nox's process:
+    the active versions, then the newest installed patch release of each of PYTHONS.
+    Nothing happens without pyenv or when ``PYENV_VERSION`` is already set.
     """
     pyenv = shutil.which("pyenv")
     if pyenv is None or os.environ.get("PYENV_VERSION"):
@@ -64,6 +64,7 @@ def activate_pyenv_pythons() -> None:
         if patches and not any(v.startswith(f"{python}.") for v in versions):
             versions.append(max(patches, key=lambda name: int(name.rsplit(".", 1)[1])))
     os.environ["PYENV_VERSION"] = ":".join(versions)
+    os.environ.setdefault("PYENV_ROOT", root.stdout.strip())  # where discovery looks for them
 
 
 activate_pyenv_pythons()
