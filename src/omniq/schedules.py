@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -98,7 +99,12 @@ class Schedule:
             )
         set_(self, "tz", _zone(self.tz).key)
         if self.cron is not None:
-            set_(self, "cron", _cron(self.cron, self.tz, self.name).expression)
+            expression = _cron(self.cron, self.tz)
+            if expression.next_after(dt.datetime.now(UTC)) is None:
+                raise ValueError(
+                    f"schedule {self.name!r}: cron {self.cron!r} never fires in the next 50 years"
+                )
+            set_(self, "cron", expression.expression)
         else:
             if self.tz != "UTC":
                 raise ValueError(
@@ -196,23 +202,10 @@ def _zone(tz: Any) -> ZoneInfo:
         ) from None
 
 
-_CRON_CACHE: dict[tuple[str, str], CronExpression] = {}
-_CRON_LOCK = threading.Lock()
-
-
-def _cron(expression: str, tz: str, name: str) -> CronExpression:
+@functools.lru_cache(maxsize=1024)
+def _cron(expression: str, tz: str) -> CronExpression:
     """The parsed expression (cached: fire computations ask for it on every tick)."""
-    key = (expression, tz)
-    with _CRON_LOCK:
-        cached = _CRON_CACHE.get(key)
-    if cached is not None:
-        return cached
-    parsed = CronExpression(expression, _zone(tz))
-    if parsed.next_after(dt.datetime.now(UTC)) is None:
-        raise ValueError(f"schedule {name!r}: cron {expression!r} never fires in the next 50 years")
-    with _CRON_LOCK:
-        _CRON_CACHE[key] = parsed
-    return parsed
+    return CronExpression(expression, _zone(tz))
 
 
 def _aware(name: str, moment: Any) -> dt.datetime:
@@ -233,7 +226,7 @@ def next_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
         steps = (after - EPOCH) // schedule.every + 1
         return EPOCH + schedule.every * steps
     assert schedule.cron is not None
-    return _cron(schedule.cron, schedule.tz, schedule.name).next_after(after)
+    return _cron(schedule.cron, schedule.tz).next_after(after)
 
 
 def due_fires(schedule: Schedule, last_fire: dt.datetime, now: dt.datetime) -> list[dt.datetime]:
@@ -256,7 +249,7 @@ def due_fires(schedule: Schedule, last_fire: dt.datetime, now: dt.datetime) -> l
             latest -= schedule.every
     else:
         assert schedule.cron is not None
-        expression = _cron(schedule.cron, schedule.tz, schedule.name)
+        expression = _cron(schedule.cron, schedule.tz)
         for fire in expression.fires_back_from(now):
             if fire <= last_fire or len(fires) >= limit:
                 break

@@ -102,13 +102,14 @@ class DeclaredTask(Generic[P, R]):
         options: TaskOptions,
         schedule: Schedule | None,
     ) -> None:
+        # Name, docstring, __module__ and __wrapped__ (so inspect.signature sees func's);
+        # first, so that attributes of the function never shadow the ones set below.
+        functools.update_wrapper(self, func)
         self.func = func
         self.path = path
         self.options = options
         self.schedule = schedule
         self._signature = inspect.signature(func)
-        # Name, docstring, __module__ and __wrapped__ (so inspect.signature sees func's).
-        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, as if it were not declared."""
@@ -354,6 +355,12 @@ def _declare(
             f"@task needs a plain or coroutine function, not a generator function: {func!r}"
         )
     path = _import_path(func, "@task")
+    parameters = list(inspect.signature(candidate).parameters)
+    if "." in candidate.__qualname__ and parameters[:1] in (["self"], ["cls"]):
+        raise ValueError(
+            f"@task: {path} is a method, which a worker cannot call without its "
+            f"{parameters[0]}; declare a module-level function or a @staticmethod"
+        )
     schedule = _schedule_for(func, path, options, schedule_options)
     declared = DeclaredTask(func, path, options, schedule)
     with _LOCK:
@@ -376,9 +383,11 @@ def _redefinition(existing: DeclaredTask[..., Any], new: DeclaredTask[..., Any])
 
     A module that is reloaded (or a function redefined in the file that defined it)
     declares its tasks again with new function objects from the same source file;
-    the newest declaration wins, as the module's own name binding does.
+    the newest declaration wins, as the module's own name binding does. In
+    ``__main__`` (a script, a notebook whose cells each have a file of their own) a
+    redefinition always wins.
     """
-    if existing.func is new.func:
+    if existing.func is new.func or new.path.startswith("__main__."):
         return True
     return _source_file(existing.func) == _source_file(new.func)
 

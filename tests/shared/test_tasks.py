@@ -185,6 +185,34 @@ def test_generator_functions_are_refused(clean_registry: None) -> None:
         task(numbers)
 
 
+def test_methods_are_refused(clean_registry: None) -> None:
+    class Mailer:
+        def send(self, to: str) -> str:
+            return to
+
+    Mailer.send.__qualname__ = "Mailer.send"  # as if the class were at module level
+    with pytest.raises(ValueError, match="is a method") as raised:
+        task(Mailer.send)
+    assert "@staticmethod" in str(raised.value)
+    assert task(Holder.static).path == f"{HERE}.Holder.static"  # a staticmethod is fine
+
+
+def _function_in(filename: str, module: str) -> Any:
+    namespace: dict[str, Any] = {"__name__": module}
+    exec(compile("def job(x):\n    return x\n", filename, "exec"), namespace)
+    return namespace["job"]
+
+
+def test_a_script_or_notebook_may_redefine_its_tasks(clean_registry: None) -> None:
+    first = task(_function_in("<cell-1>", "__main__"))
+    second = task(_function_in("<cell-2>", "__main__"))
+    assert first.path == second.path == "__main__.job"
+    assert get_declared("__main__.job") is second
+    task(_function_in("/app/one.py", "pkg_elsewhere.jobs"))
+    with pytest.raises(ValueError, match="already declared by another function"):
+        task(_function_in("/app/two.py", "pkg_elsewhere.jobs"))
+
+
 def test_declaring_the_same_function_again_replaces_it(clean_registry: None) -> None:
     first = task(plain)
     second = task(queue="other")(plain)
