@@ -103,12 +103,14 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict: src (with the generated twin), benchmarks/, and user code (tests/typing).
 
+    In tests/typing each wrong use must still be an error (an unused ignore fails).
+
     psycopg is installed too, for the PostgreSQL modules.
     """
     install(session, "dev,postgres")
     session.run("mypy", "--strict", "src/omniq")
     session.run("mypy", "--strict", "benchmarks")
-    session.run("mypy", "--strict", "tests/typing")
+    session.run("mypy", "--strict", "--warn-unused-ignores", "tests/typing")
 
 
 @nox.session

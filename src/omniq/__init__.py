@@ -20,6 +20,8 @@ from omniq.exceptions import (
     TaskTimeout,
 )
 from omniq.models import Task, TaskError, TaskStatus, create_task
+from omniq.task_context import TaskContext, current_task
+from omniq.tasks import task
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,7 @@ __all__ = [
     "StorageError",
     "Task",
     "TaskCancelled",
+    "TaskContext",
     "TaskError",
     "TaskFailed",
     "TaskNotFound",
@@ -42,4 +45,6 @@ __all__ = [
     "WorkerPool",
     "__version__",
     "create_task",
+    "current_task",
+    "task",
 ]

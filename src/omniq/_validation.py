@@ -93,17 +93,17 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
-def normalize_interval(interval: Any) -> dt.timedelta | None:
+def normalize_interval(interval: Any, name: str = "interval") -> dt.timedelta | None:
     """``None`` or a positive ``timedelta``; int/float seconds are converted."""
     if interval is None:
         return None
     if isinstance(interval, dt.timedelta):
         if interval <= dt.timedelta(0):
-            raise ValueError(f"interval must be positive, got {interval!r}")
+            raise ValueError(f"{name} must be positive, got {interval!r}")
         return interval
-    seconds = _number("interval", interval)
+    seconds = _number(name, interval)
     if seconds <= 0:
-        raise ValueError(f"interval must be positive, got {interval!r}")
+        raise ValueError(f"{name} must be positive, got {interval!r}")
     return dt.timedelta(seconds=seconds)
 
 
@@ -117,3 +117,101 @@ def normalize_eta(eta: Any) -> dt.datetime | None:
     if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
         moment = moment.astimezone()  # naive: interpreted in the machine's local time zone
     return moment.astimezone(dt.timezone.utc)
+
+
+# ---------------------------------------------------------------- queues, priorities, keys
+# The rules of issue 11 (schema v2): declared tasks and schedules check their options
+# at declaration with the same functions enqueue uses.
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+MAX_UNIQUE_KEY_LENGTH = 200
+
+
+def normalize_queue(queue: Any) -> str:
+    """A queue name: ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``."""
+    if not isinstance(queue, str):
+        raise TypeError(f"queue must be a str like 'emails', got {queue!r}")
+    if not _QUEUE_NAME.match(queue):
+        raise ValueError(
+            "queue must be 1-64 characters of letters, digits and '_.:-', starting with a "
+            f"letter or digit, got {queue!r}"
+        )
+    return queue
+
+
+def normalize_priority(priority: Any) -> int:
+    """An int (not a bool) in -100..100; higher runs first."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(
+            f"priority must be an int in {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority!r}"
+        )
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority!r}")
+    return priority
+
+
+def normalize_unique_key(unique_key: Any) -> str | None:
+    """``None`` or a non-empty str of at most 200 characters."""
+    if unique_key is None:
+        return None
+    if not isinstance(unique_key, str):
+        raise TypeError(f"unique_key must be a str or None, got {unique_key!r}")
+    if not unique_key or len(unique_key) > MAX_UNIQUE_KEY_LENGTH:
+        raise ValueError(
+            f"unique_key must be 1-{MAX_UNIQUE_KEY_LENGTH} characters, got {unique_key!r}"
+        )
+    return unique_key
+
+
+# ------------------------------------------------------------------ modules and patterns
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_PATTERN_SEGMENT = re.compile(r"^[\w*?\[\]!-]+$")
+_GLOB_CHARS = frozenset("*?[")
+
+
+def has_glob(segment: str) -> bool:
+    """Whether a pattern (segment) uses glob characters (``*``, ``?``, ``[...]``)."""
+    return any(char in _GLOB_CHARS for char in segment)
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(f"{name} must be a list of str like ['app.tasks'], got {value!r}")
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} entries must be str, got {item!r} in {value!r}")
+    return tuple(dict.fromkeys(item.strip() for item in value))  # ordered, no repeats
+
+
+def normalize_module_names(name: str, value: Any) -> tuple[str, ...]:
+    """Dotted module names (``["app.tasks", "billing.jobs"]``)."""
+    modules = _names(name, value)
+    for module in modules:
+        if not _MODULE_NAME.match(module):
+            raise ValueError(f"{name} entries must be dotted module names, got {module!r}")
+    return modules
+
+
+def normalize_task_modules(value: Any) -> tuple[str, ...]:
+    """Glob patterns over task import paths (``["app.tasks.*"]``).
+
+    The first segment must be literal: ``"*"`` or ``"*.tasks"`` would allow any
+    importable function (``os.system`` too) and defeat the allow-list.
+    """
+    patterns = _names("task_modules", value)
+    for pattern in patterns:
+        segments = pattern.split(".")
+        if not all(segments) or not all(_PATTERN_SEGMENT.match(s) for s in segments):
+            raise ValueError(
+                "task_modules entries must be dotted paths, optionally with glob characters "
+                f"(*, ?, [...]) like 'app.tasks.*', got {pattern!r}"
+            )
+        if has_glob(segments[0]) or not segments[0].isidentifier():
+            raise ValueError(
+                "task_modules patterns must start with a package name, not a wildcard "
+                f"(a leading wildcard would allow any importable function), got {pattern!r}"
+            )
+    return patterns

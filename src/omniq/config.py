@@ -19,6 +19,8 @@ import platformdirs
 from omniq import retry
 from omniq._validation import (
     normalize_max_retries,
+    normalize_module_names,
+    normalize_task_modules,
     normalize_timeout,
     positive_int,
     positive_number,
@@ -58,6 +60,11 @@ class Settings:
     * ``max_payload_bytes``: the largest encoded ``args`` + ``kwargs`` accepted.
     * ``eager``: for tests: ``enqueue`` runs the task inline and keeps it in memory
       (``backend`` is then not used); see docs/testing.md.
+    * ``task_modules``: glob patterns over import paths (``("app.tasks.*",)``) whose
+      functions a worker may run besides declared tasks; a pattern without wildcards
+      names a module (``"app.tasks"`` is ``"app.tasks.*"``). See docs/tasks.md.
+    * ``imports``: modules a worker imports when it starts, so that their ``@task``
+      declarations register; each also allows ``MODULE.*``.
     """
 
     backend: str = "sqlite"
@@ -71,6 +78,8 @@ class Settings:
     durability: str = "full"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     eager: bool = False
+    task_modules: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
 
     if TYPE_CHECKING:
         # What type checkers see as the constructor: the dataclass's own, except that
@@ -118,6 +127,8 @@ class Settings:
         set_(self, "max_payload_bytes", positive_int("max_payload_bytes", self.max_payload_bytes))
         if not isinstance(self.eager, bool):
             raise TypeError(f"eager must be True or False, got {self.eager!r}")
+        set_(self, "task_modules", normalize_task_modules(self.task_modules))
+        set_(self, "imports", normalize_module_names("imports", self.imports))
 
     @property
     def sqlite_path(self) -> Path:
@@ -136,24 +147,30 @@ class Settings:
         ``OMNIQ_MAX_RETRIES``, ``OMNIQ_TASK_TIMEOUT``, ``OMNIQ_CONCURRENCY``,
         ``OMNIQ_POLL_INTERVAL``, ``OMNIQ_LEASE_TIMEOUT``, ``OMNIQ_DURABILITY``,
         ``OMNIQ_MAX_PAYLOAD_BYTES``, ``OMNIQ_EAGER`` (``1``/``true``/``yes``/``on`` or
-        ``0``/``false``/``no``/``off``).
+        ``0``/``false``/``no``/``off``), ``OMNIQ_TASK_MODULES`` and ``OMNIQ_IMPORT``
+        (comma-separated).
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, convert in _ENV_FIELDS.items():
-            raw = env.get(f"OMNIQ_{name.upper()}")
+            variable = _ENV_NAMES.get(name, f"OMNIQ_{name.upper()}")
+            raw = env.get(variable)
             if raw is None or raw.strip() == "":
                 continue
             try:
                 values[name] = convert(raw.strip())
             except ValueError:
-                raise ValueError(f"OMNIQ_{name.upper()}={raw!r} is not a valid {name}") from None
+                raise ValueError(f"{variable}={raw!r} is not a valid {name}") from None
         values.update(overrides)
         return cls(**values)
 
 
 def _optional_float(raw: str) -> float | None:
     return None if raw.lower() in ("none", "0", "") else float(raw)
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _flag(raw: str) -> bool:
@@ -177,4 +194,7 @@ _ENV_FIELDS: dict[str, Any] = {
     "durability": str,
     "max_payload_bytes": int,
     "eager": _flag,
+    "task_modules": _comma_list,
+    "imports": _comma_list,
 }
+_ENV_NAMES = {"imports": "OMNIQ_IMPORT"}  # singular, as `omniq worker --import`

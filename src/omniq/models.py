@@ -60,6 +60,8 @@ class ErrorType:
     ARGUMENTS = "arguments"
     SERIALIZATION = "serialization"
     WORKER_LOST = "worker_lost"
+    FORBIDDEN = "forbidden"
+    """The worker's allow-list refused the task's function (see :mod:`omniq.allowlist`)."""
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,39 @@ def test_the_type_checkers_constructor_matches_the_fields() -> None:
             assert ast.unparse(default) == "...", f.name
         else:
             assert eval(ast.unparse(default), vars(config_module)) == f.default, f.name
+def test_task_modules_and_imports_default_to_nothing_and_are_normalized() -> None:
+    settings = Settings()
+    assert settings.task_modules == () and settings.imports == ()
+    chosen = Settings(task_modules=["app.tasks.*", " app.jobs ", "app.tasks.*"], imports=["app.x"])
+    assert chosen.task_modules == ("app.tasks.*", "app.jobs")  # stripped, no repeats
+    assert chosen.imports == ("app.x",)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "fragment"),
+    [
+        ({"task_modules": "app.tasks.*"}, TypeError, "'app.tasks.*'"),
+        ({"task_modules": ["*"]}, ValueError, "'*'"),
+        ({"task_modules": ["?pp.tasks"]}, ValueError, "'?pp.tasks'"),
+        ({"task_modules": ["app/tasks"]}, ValueError, "'app/tasks'"),
+        ({"imports": "app.tasks"}, TypeError, "'app.tasks'"),
+        ({"imports": ["app.tasks.*"]}, ValueError, "'app.tasks.*'"),
+        ({"imports": [None]}, TypeError, "None"),
+    ],
+)
+def test_bad_task_modules_and_imports_raise_naming_the_value(
+    kwargs: dict[str, object], exc: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(exc) as raised:
+        Settings(**kwargs)  # type: ignore[arg-type]
+    assert fragment in str(raised.value)
+
+
+def test_from_env_reads_task_modules_and_imports_comma_separated() -> None:
+    settings = Settings.from_env(
+        {"OMNIQ_TASK_MODULES": "app.tasks.*, billing.jobs ,,", "OMNIQ_IMPORT": "app.tasks,reports"}
+    )
+    assert settings.task_modules == ("app.tasks.*", "billing.jobs")
+    assert settings.imports == ("app.tasks", "reports")
+    with pytest.raises(ValueError, match="'\\*'"):
+        Settings.from_env({"OMNIQ_TASK_MODULES": "*"})
