@@ -99,6 +99,8 @@ class Settings:
             durability: str = "full",
             max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
             eager: bool = False,
+            task_modules: tuple[str, ...] = (),
+            imports: tuple[str, ...] = (),
         ) -> None: ...
 
     def __post_init__(self) -> None:

@@ -175,6 +175,8 @@ def test_the_type_checkers_constructor_matches_the_fields() -> None:
             assert ast.unparse(default) == "...", f.name
         else:
             assert eval(ast.unparse(default), vars(config_module)) == f.default, f.name
+
+
 def test_task_modules_and_imports_default_to_nothing_and_are_normalized() -> None:
     settings = Settings()
     assert settings.task_modules == () and settings.imports == ()
