@@ -322,3 +322,35 @@ def test_postgres_takes_the_largest_max_retries_every_backend_takes(
     task_id = omniq.enqueue("task_functions.add", args=[1, 2], max_retries=2**31 - 1)
     task = omniq.get_task(task_id)
     assert task is not None and task.max_retries == 2**31 - 1
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://app:hunter2@[broken/db",  # libpq quotes the whole URL back
+        "postgresql://app:hunt%zzer2@127.0.0.1/db",  # and a bad percent-escape token
+        "host=127.0.0.1 password='hunter2",  # an unterminated quote
+    ],
+)
+def test_no_message_or_log_line_shows_the_dsn_password(dsn: str) -> None:
+    pytest.importorskip("psycopg")
+    from omniq import Settings
+    from omniq import logging as omniq_logging
+
+    lines: list[str] = []
+    omniq_logging.configure(level="DEBUG", mode="PROD", sink=lines.append)
+    try:
+        facade = OmniQ(Settings(backend="postgres", dsn=dsn))
+        with pytest.raises(StorageError) as raised:
+            facade.enqueue("task_functions.add", args=[1, 2])
+        facade.close()
+    finally:
+        omniq_logging.reset()
+    shown = [str(raised.value), repr(facade), repr(facade.settings), *lines]
+    for text in shown:
+        assert "hunter2" not in text and "hunt%zzer2" not in text, text
+    assert "cannot connect to PostgreSQL" in str(raised.value)
+    assert raised.value.__cause__ is None or "hunter2" not in str(raised.value.__cause__)
