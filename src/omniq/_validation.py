@@ -36,7 +36,10 @@ def check_func_path(func_path: Any) -> str:
     return func_path
 
 
-def check_text(text: str, what: str) -> str:
+_TEXT_HINT = "decode bytes with their real encoding first, or pass them as bytes"
+
+
+def check_text(text: str, what: str, hint: str = _TEXT_HINT) -> str:
     """``text`` if UTF-8 can encode it; a lone surrogate is a ``ValueError`` naming ``what``.
 
     SQLite and PostgreSQL store UTF-8, so text they could not take is refused on
@@ -50,8 +53,7 @@ def check_text(text: str, what: str) -> str:
         bad = text[error.start : error.end]
         raise ValueError(
             f"{what} holds a lone surrogate {bad!r} at character {error.start}: not valid "
-            "Unicode text, so no store can keep it (decode bytes with their real encoding "
-            "first, or pass them as bytes)"
+            f"Unicode text, so no store can keep it ({hint})"
         ) from None
     return text
 
@@ -75,7 +77,9 @@ def check_task_id(task_id: Any) -> str:
         )
     if "\x00" in task_id:
         raise ValueError(f"task id {short_repr(task_id)} holds a NUL character")
-    return check_text(task_id, f"task id {short_repr(task_id)}")
+    return check_text(
+        task_id, f"task id {short_repr(task_id)}", "task ids are the text enqueue returned"
+    )
 
 
 def normalize_args(args: Any) -> tuple[Any, ...]:

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 from conftest import BACKEND
+from damaged import DEEP_PAYLOAD, YEAR_10000, record
 
 from omniq import OmniQ, TaskQueue, TaskStatus, limits
 from omniq.exceptions import StorageError, TaskNotFound
 from omniq.models import ErrorType
-from omniq.records import TaskRecord, Transition
+from omniq.records import Transition
 
 UTC = dt.timezone.utc
 CENTURY = limits.MAX_DURATION_SECONDS
@@ -210,31 +211,6 @@ def test_a_result_no_store_can_keep_fails_its_task_alone(
 # ---------------------------------------------------------------------- damaged records
 
 
-def record(**changes: Any) -> TaskRecord:
-    """A stored pending task for ``task_functions.add(1, 2)``, with ``changes``."""
-    now = time.time()
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "func_path": "task_functions.add",
-        "payload": '{"args":[1,2],"kwargs":{}}',
-        "status": "pending",
-        "attempts": 0,
-        "max_retries": 3,
-        "eta": now - 1,
-        "interval": None,
-        "timeout": None,
-        "result": None,
-        "error": None,
-        "created_at": now,
-        "updated_at": now,
-    }
-    values.update(changes)
-    return TaskRecord(**values)
-
-
-DEEP_PAYLOAD = "[" * 100_000 + "]" * 100_000
-
-
 def test_a_deeply_nested_stored_payload_is_listed_shown_and_failed_alone(
     omniq: OmniQ,
 ) -> None:
@@ -261,8 +237,7 @@ def test_a_deeply_nested_stored_payload_is_listed_shown_and_failed_alone(
 
 
 def test_a_stored_time_past_year_9999_breaks_nothing(omniq: OmniQ) -> None:
-    year_10000 = dt.datetime(9999, 12, 31, tzinfo=UTC).timestamp() + 86_400
-    far = record(eta=year_10000)
+    far = record(eta=YEAR_10000)
     omniq.queue.storage.add([far])
     stats = omniq.stats()  # the only pending eta cannot be a datetime
     assert stats["pending"] == 1 and stats["next_eta"] is None
