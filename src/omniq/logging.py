@@ -54,6 +54,7 @@ __all__ = [
     "configure",
     "current_correlation_id",
     "get_logger",
+    "log_permissions_tightened",
     "log_serialization_error",
     "log_storage_error",
     "log_task_completed",
@@ -733,6 +734,16 @@ def log_storage_error(operation: str, error: str | BaseException, **extra: Any) 
         return
     fields = {**extra, "operation": operation, "error": str(error), "event": "storage_error"}
     _event_logger(error).bind(**fields).error(f"Storage error in {operation}: {error}")
+
+
+def log_permissions_tightened(path: str, old_mode: str, new_mode: str, **extra: Any) -> None:
+    """Log (WARNING) that omniq narrowed the mode of one of its files or directories."""
+    if _threshold > _WARNING and (_env_checked or _configure_from_env() > _WARNING):
+        return
+    fields = {**extra, "path": path, "old_mode": old_mode, "mode": new_mode}
+    _events.bind(**fields, event="permissions_tightened").warning(
+        f"{path} was mode {old_mode}, open to other users: changed to {new_mode}"
+    )
 
 
 def log_serialization_error(operation: str, error: str | BaseException, **extra: Any) -> None:
