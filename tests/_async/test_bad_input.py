@@ -107,6 +107,30 @@ async def test_values_at_the_bounds_are_kept_by_every_backend(omniq: AsyncOmniQ)
     assert stats["pending"] == 2 and stats["next_eta"] == limits.MIN_ETA
 
 
+async def test_tasks_at_the_bounds_run_and_schedule_their_next_run(omniq: AsyncOmniQ) -> None:
+    # The longest timeout is one the blocking twin's thread join can wait for, and the
+    # shortest and longest intervals give a next run that every store can hold.
+    longest_wait = await omniq.enqueue(
+        "task_functions.add", args=[1, 2], timeout=limits.MAX_WAIT_SECONDS
+    )
+    every_ms = await omniq.enqueue(
+        "task_functions.add", args=[2, 2], interval=limits.MIN_INTERVAL_SECONDS
+    )
+    every_century = await omniq.enqueue(
+        "task_functions.add", args=[3, 3], interval=CENTURY, max_retries=limits.MAX_RETRIES
+    )
+    async with omniq.worker_pool() as workers:
+        assert await workers.process_tasks(limit=3) == 3
+    assert await omniq.get_result(longest_wait) == 3
+    assert await omniq.get_result(every_ms) == 4
+    assert await omniq.get_result(every_century) == 6
+    successors = {task.parent_id: task for task in await omniq.list_tasks(status="pending")}
+    assert set(successors) == {every_ms, every_century}
+    now = dt.datetime.now(UTC)
+    assert successors[every_ms].eta <= now + dt.timedelta(seconds=1)
+    assert successors[every_century].eta > now + dt.timedelta(days=36_000)
+
+
 # ---------------------------------------------------------------------- task ids
 
 MALFORMED_IDS = {
