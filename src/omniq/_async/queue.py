@@ -567,8 +567,11 @@ class AsyncTaskQueue:
             if not batch:
                 return count
             for record in batch:
-                if await self.retry(record.id):
+                # Straight to the store: ids read from it need no check (and one a
+                # foreign writer stored, too long for check_task_id, still retries).
+                if await self.storage.requeue(record.id, time.time()):
                     count += 1
+            self._notify()
 
     async def purge(
         self,

@@ -568,8 +568,11 @@ class TaskQueue:
             if not batch:
                 return count
             for record in batch:
-                if self.retry(record.id):
+                # Straight to the store: ids read from it need no check (and one a
+                # foreign writer stored, too long for check_task_id, still retries).
+                if self.storage.requeue(record.id, time.time()):
                     count += 1
+            self._notify()
 
     def purge(
         self,
