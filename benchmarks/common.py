@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omniq import Settings
+from omniq._secrets import mask_dsn, redact
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -212,7 +213,10 @@ class Postgres:
                 self.problem = 'psycopg is not installed (pip install -e ".[postgres]")'
             except Exception as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                self.problem = f"no PostgreSQL server at {self.dsn}: {first or type(error)}"
+                self.problem = redact(
+                    f"no PostgreSQL server at {mask_dsn(self.dsn)}: {first or type(error)}",
+                    self.dsn,
+                )
         return self.problem is None
 
     @contextlib.contextmanager

@@ -134,3 +134,16 @@ def flaky_record(path: str, key: str, failure_percent: int) -> str:
     if digest[0] % 100 < failure_percent:
         raise RuntimeError(f"planned failure of {key}, execution {executions + 1}")
     return key
+
+
+def lone_surrogate_result() -> dict[str, str]:
+    """A result no store can keep: text with a lone surrogate."""
+    return {"text": "caf\udce9"}
+
+
+def nested_result(depth: int) -> list[Any]:
+    """A result ``depth`` lists deep."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value

@@ -1,7 +1,8 @@
-"""Checks of user input, run at the call that made it (``enqueue``, ``Settings``).
+"""Checks of user input, run at the call that made it (``enqueue``, ``Settings``...).
 
 Each function returns the normalized value or raises ``ValueError``/``TypeError``
-naming the offending value, so bad input never reaches a worker.
+naming the offending value, so bad input never reaches a store or a worker. The
+bounds come from :mod:`omniq.limits`, one rule for every backend.
 """
 
 from __future__ import annotations
@@ -12,18 +13,73 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_FUNC_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+from omniq import limits
+
+_FUNC_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def short_repr(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to ``width`` characters (messages stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def check_func_path(func_path: Any) -> str:
-    """A dotted ``module.attr`` path; anything else is rejected."""
+    """A dotted ``module.attr`` path; anything else (a trailing newline too) is rejected."""
     if not isinstance(func_path, str):
         raise TypeError(f"func_path must be a str like 'module.function', got {func_path!r}")
-    if not _FUNC_PATH.match(func_path):
+    if not _FUNC_PATH.fullmatch(func_path):
         raise ValueError(
-            f"func_path must be a dotted path like 'my_module.my_function', got {func_path!r}"
+            f"func_path must be a dotted path like 'my_module.my_function', "
+            f"got {short_repr(func_path)}"
         )
     return func_path
+
+
+_TEXT_HINT = "decode bytes with their real encoding first, or pass them as bytes"
+
+
+def check_text(text: str, what: str, hint: str = _TEXT_HINT) -> str:
+    """``text`` if UTF-8 can encode it; a lone surrogate is a ``ValueError`` naming ``what``.
+
+    SQLite and PostgreSQL store UTF-8, so text they could not take is refused on
+    every backend alike. ``isascii`` is O(1), so most text is checked for free.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise ValueError(
+            f"{what} holds a lone surrogate {bad!r} at character {error.start}: not valid "
+            f"Unicode text, so no store can keep it ({hint})"
+        ) from None
+    return text
+
+
+def check_task_id(task_id: Any) -> str:
+    """A task id as the stores keep them: a non-empty str of valid text without NUL.
+
+    Checked before any storage call, so a malformed id is a clear error instead of
+    a driver's; a well-formed id that names no task is simply not found.
+    """
+    if not isinstance(task_id, str):
+        raise TypeError(
+            f"a task id must be a str, got {type(task_id).__name__}: {short_repr(task_id)}"
+        )
+    if not task_id:
+        raise ValueError("a task id must not be empty")
+    if len(task_id) > limits.MAX_TASK_ID_LENGTH:
+        raise ValueError(
+            f"task id {short_repr(task_id, 40)} is {len(task_id)} characters long, over "
+            f"the limit of {limits.MAX_TASK_ID_LENGTH}"
+        )
+    if "\x00" in task_id:
+        raise ValueError(f"task id {short_repr(task_id)} holds a NUL character")
+    return check_text(
+        task_id, f"task id {short_repr(task_id)}", "task ids are the text enqueue returned"
+    )
 
 
 def normalize_args(args: Any) -> tuple[Any, ...]:
@@ -49,74 +105,141 @@ def normalize_kwargs(kwargs: Any) -> dict[str, Any]:
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value):
+        raise TypeError(f"{name} must be a number of seconds, got {short_repr(value)}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        raise ValueError(f"{name} is too large, got {short_repr(value)}") from None
+    if not math.isfinite(seconds):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    return seconds
+
+
+def _describe_seconds(seconds: float) -> str:
+    if seconds == limits.MAX_DURATION_SECONDS:
+        return f"{seconds:.0f} seconds (100 years)"
+    if seconds >= 86_400:
+        return f"{seconds:.0f} seconds ({seconds / 86_400:.1f} days)"
+    return f"{seconds:g} seconds"
+
+
+def seconds_between(
+    name: str, value: Any, low: float, high: float, *, open_low: bool, shown: Any = None
+) -> float:
+    """A number of seconds in ``(low, high]`` (``open_low``) or ``[low, high]``.
+
+    The error names ``shown`` (what the caller was given) if set, else ``value``.
+    """
+    seconds = _number(name, value)
+    if (seconds <= low if open_low else seconds < low) or seconds > high:
+        above = "above" if open_low else "at least"
+        raise ValueError(
+            f"{name} must be {above} {_describe_seconds(low)} and at most "
+            f"{_describe_seconds(high)}, got {short_repr(value if shown is None else shown)}"
+        )
+    return seconds
 
 
 def normalize_timeout(timeout: Any, name: str = "timeout") -> float | None:
-    """``None`` (no timeout) or a positive number of seconds."""
+    """``None`` (no timeout) or a positive number of seconds a worker can wait for."""
     if timeout is None:
         return None
-    seconds = _number(name, timeout)
-    if seconds <= 0:
-        raise ValueError(f"{name} must be positive, got {timeout!r}")
-    return seconds
+    return seconds_between(name, timeout, 0.0, limits.MAX_WAIT_SECONDS, open_low=True)
 
 
 def positive_number(name: str, value: Any) -> float:
-    """A positive, finite number (poll intervals, lease lengths)."""
-    seconds = _number(name, value)
-    if seconds <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return seconds
+    """A positive number of seconds a worker can wait for (poll intervals, leases)."""
+    return seconds_between(name, value, 0.0, limits.MAX_WAIT_SECONDS, open_low=True)
 
 
-def normalize_max_retries(max_retries: Any, name: str = "max_retries") -> int | None:
-    """``None`` (the worker's default) or an int >= 0 counting executions."""
-    if max_retries is None:
-        return None
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-        raise TypeError(f"{name} must be an int, got {max_retries!r}")
-    if max_retries < 0:
-        raise ValueError(f"{name} must be >= 0, got {max_retries!r}")
-    return max_retries
+def non_negative_number(name: str, value: Any) -> float:
+    """Zero or a positive number of seconds a worker can wait for (a shutdown grace)."""
+    return seconds_between(name, value, 0.0, limits.MAX_WAIT_SECONDS, open_low=False)
 
 
-def positive_int(name: str, value: Any) -> int:
-    """An int >= 1 (concurrency, limits)."""
+def normalize_age(older_than: Any) -> float:
+    """``purge``'s ``older_than``: a ``timedelta`` or seconds, from 0 to 100 years."""
+    value = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
+    try:
+        return seconds_between(
+            "older_than", value, 0.0, limits.MAX_DURATION_SECONDS, open_low=False, shown=older_than
+        )
+    except TypeError:
+        raise TypeError(
+            f"older_than must be a timedelta or seconds >= 0, got {short_repr(older_than)}"
+        ) from None
+
+
+def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
+        raise TypeError(f"{name} must be an int, got {short_repr(value)}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {short_repr(value)}")
+    if value > high:
+        raise ValueError(f"{name} must be at most {high}, got {short_repr(value)}")
     return value
 
 
+def normalize_max_retries(max_retries: Any, name: str = "max_retries") -> int | None:
+    """``None`` (the worker's default) or an int from 0 to 2**31-1 counting executions."""
+    if max_retries is None:
+        return None
+    return _bounded_int(name, max_retries, 0, limits.MAX_RETRIES)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """An int from 1 to 2**31-1 (concurrency, limits)."""
+    return _bounded_int(name, value, 1, limits.MAX_COUNT)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """An int from 0 to 2**31-1 (offsets)."""
+    return _bounded_int(name, value, 0, limits.MAX_COUNT)
+
+
 def normalize_interval(interval: Any, name: str = "interval") -> dt.timedelta | None:
-    """``None`` or a positive ``timedelta``; int/float seconds are converted."""
+    """``None`` or a ``timedelta`` from 1 ms to 100 years; int/float seconds are converted."""
     if interval is None:
         return None
     if isinstance(interval, dt.timedelta):
-        if interval <= dt.timedelta(0):
-            raise ValueError(f"{name} must be positive, got {interval!r}")
+        seconds_between(
+            name,
+            interval.total_seconds(),
+            limits.MIN_INTERVAL_SECONDS,
+            limits.MAX_DURATION_SECONDS,
+            open_low=False,
+            shown=interval,
+        )
         return interval
-    seconds = _number(name, interval)
-    if seconds <= 0:
-        raise ValueError(f"{name} must be positive, got {interval!r}")
+    seconds = seconds_between(
+        name,
+        interval,
+        limits.MIN_INTERVAL_SECONDS,
+        limits.MAX_DURATION_SECONDS,
+        open_low=False,
+    )
     return dt.timedelta(seconds=seconds)
 
 
 def normalize_eta(eta: Any) -> dt.datetime | None:
-    """``None`` or an aware UTC datetime; a naive datetime means local time."""
+    """``None`` or an aware UTC datetime from 1970 to 9000; a naive datetime means local time."""
     if eta is None:
         return None
     if not isinstance(eta, dt.datetime):
         raise TypeError(f"eta must be a datetime, got {type(eta).__name__}: {eta!r}")
     moment: dt.datetime = eta
-    if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
-        moment = moment.astimezone()  # naive: interpreted in the machine's local time zone
-    return moment.astimezone(dt.timezone.utc)
+    try:
+        if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
+            moment = moment.astimezone()  # naive: interpreted in the machine's local time zone
+        moment = moment.astimezone(dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond datetime's range once in UTC
+        moment = limits.MAX_ETA + dt.timedelta(days=1)  # reported below
+    if not limits.MIN_ETA <= moment <= limits.MAX_ETA:
+        raise ValueError(
+            f"eta must be between {limits.MIN_ETA:%Y-%m-%d} and {limits.MAX_ETA:%Y-%m-%d} "
+            f"(UTC), got {eta!r}"
+        )
+    return moment
 
 
 # ---------------------------------------------------------------- queues, priorities, keys
@@ -133,7 +256,7 @@ def normalize_queue(queue: Any) -> str:
     """A queue name: ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``."""
     if not isinstance(queue, str):
         raise TypeError(f"queue must be a str like 'emails', got {queue!r}")
-    if not _QUEUE_NAME.match(queue):
+    if not _QUEUE_NAME.fullmatch(queue):
         raise ValueError(
             "queue must be 1-64 characters of letters, digits and '_.:-', starting with a "
             f"letter or digit, got {queue!r}"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 
 from omniq import retry
+from omniq._secrets import mask_dsn
 from omniq._validation import (
     normalize_max_retries,
     normalize_module_names,
@@ -110,9 +111,13 @@ class Settings:
                 f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"
             )
         set_(self, "backend", self.backend.lower())
-        if not isinstance(self.base_dir, (str, os.PathLike)):
-            raise TypeError(f"base_dir must be a str or path, got {self.base_dir!r}")
-        set_(self, "base_dir", Path(self.base_dir).expanduser())
+        set_(self, "base_dir", _base_dir(self.base_dir))
+        if self.dsn is not None and not isinstance(self.dsn, str):
+            # The value is not shown: it may be a secret in another shape.
+            raise TypeError(
+                "dsn must be a str (a libpq URL or key=value string), got "
+                f"{type(self.dsn).__name__}"
+            )
         if self.backend == "postgres" and not self.dsn:
             raise ValueError("backend 'postgres' needs a dsn, e.g. 'postgresql://localhost/db'")
         max_retries = normalize_max_retries(self.max_retries)
@@ -131,6 +136,14 @@ class Settings:
             raise TypeError(f"eager must be True or False, got {self.eager!r}")
         set_(self, "task_modules", normalize_task_modules(self.task_modules))
         set_(self, "imports", normalize_module_names("imports", self.imports))
+
+    def __repr__(self) -> str:
+        # The DSN's password is masked: settings get printed and logged.
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.dsn, str):
+            shown["dsn"] = mask_dsn(self.dsn)
+        fields_text = ", ".join(f"{name}={value!r}" for name, value in shown.items())
+        return f"{type(self).__name__}({fields_text})"
 
     @property
     def sqlite_path(self) -> Path:
@@ -165,6 +178,25 @@ class Settings:
                 raise ValueError(f"{variable}={raw!r} is not a valid {name}") from None
         values.update(overrides)
         return cls(**values)
+
+
+def _base_dir(value: object) -> Path:
+    """``base_dir`` as an absolute-or-relative ``Path`` with ``~`` expanded, or a clear error."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"base_dir must be a str or path, got {value!r}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"base_dir must be a str or path, got {value!r}")
+    if not text.strip():
+        raise ValueError(f"base_dir must name a directory, got {value!r}")
+    if "\x00" in text:
+        raise ValueError(f"base_dir must not hold a NUL character, got {value!r}")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~user" for a user that does not exist, or no home at all
+        raise ValueError(
+            f"base_dir {text!r} starts with '~' but that home directory cannot be found"
+        ) from None
 
 
 def _optional_float(raw: str) -> float | None:

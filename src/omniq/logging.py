@@ -9,7 +9,8 @@ until :func:`configure` is called, or until the first omniq log call finds
 ``OMNIQ_LOG_LEVEL``, ``OMNIQ_LOG_MODE`` or ``OMNIQ_LOG_FILE`` set, which configures from
 the environment once. :func:`configure` only ever replaces the sinks omniq itself added.
 
-This module must not import other omniq modules: everything else imports it. omniq's own
+This module must not import other omniq modules (but for :mod:`omniq._logfile`, a leaf
+that imports none): everything else imports it. omniq's own
 modules log through :func:`get_logger` or the helpers, never the bare loguru logger, so
 that each of their records carries the ``_omniq`` marker applications can filter on.
 """
@@ -38,6 +39,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from loguru import logger as _root_logger
 
+from omniq._logfile import make_private_dirs, private_compression, private_opener, touch_private
+
 if TYPE_CHECKING:
     from loguru import Logger, Message, Record, Writable
 
@@ -54,6 +57,7 @@ __all__ = [
     "configure",
     "current_correlation_id",
     "get_logger",
+    "log_permissions_tightened",
     "log_serialization_error",
     "log_storage_error",
     "log_task_completed",
@@ -290,18 +294,15 @@ def _check_file_option(name: str, value: object, sources: Mapping[str, str]) -> 
 def _check_writable(path: Path, sources: Mapping[str, str]) -> None:
     """Fail now, in the caller, if the log file can't be written, not later in a worker."""
     try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:
-            # mkdir's wording ("File exists") hides the actual problem.
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", exc.filename) from exc
+        # A directory made here is 0700 and the file 0600, whatever the umask: log
+        # lines hold task ids, function paths and errors.
+        make_private_dirs(path.parent)
         if "{" in path.name:
             # loguru fills placeholders such as {time} at open time; check the directory only.
             if not os.access(path.parent, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, "Permission denied", str(path.parent))
         else:
-            with path.open("a", encoding="utf-8"):
-                pass
+            touch_private(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.filename and exc.filename != str(path):
@@ -336,7 +337,9 @@ def _apply(settings: _Settings) -> None:
                     enqueue=True,
                     rotation=settings.rotation,
                     retention=settings.retention,
-                    compression=settings.compression,
+                    compression=private_compression(settings.compression),
+                    # Passed on to open(): each file the sink creates (rotation too) is 0600.
+                    opener=private_opener,
                 )
             )
         if settings.sink is not None or settings.file is None:
@@ -733,6 +736,16 @@ def log_storage_error(operation: str, error: str | BaseException, **extra: Any) 
         return
     fields = {**extra, "operation": operation, "error": str(error), "event": "storage_error"}
     _event_logger(error).bind(**fields).error(f"Storage error in {operation}: {error}")
+
+
+def log_permissions_tightened(path: str, old_mode: str, new_mode: str, **extra: Any) -> None:
+    """Log (WARNING) that omniq narrowed the mode of one of its files or directories."""
+    if _threshold > _WARNING and (_env_checked or _configure_from_env() > _WARNING):
+        return
+    fields = {**extra, "path": path, "old_mode": old_mode, "mode": new_mode}
+    _events.bind(**fields, event="permissions_tightened").warning(
+        f"{path} was mode {old_mode}, open to other users: changed to {new_mode}"
+    )
 
 
 def log_serialization_error(operation: str, error: str | BaseException, **extra: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from omniq import retry
 from omniq._validation import (
     check_func_path,
+    check_task_id,
     normalize_args,
     normalize_eta,
     normalize_interval,
@@ -202,7 +203,7 @@ def create_task(
     """Build a validated PENDING task; bad values raise ``ValueError``/``TypeError``."""
     now = utcnow()
     return Task(
-        id=task_id or new_task_id(),
+        id=new_task_id() if task_id is None else check_task_id(task_id),
         func_path=check_func_path(func_path),
         args=normalize_args(args),
         kwargs=normalize_kwargs(kwargs),

@@ -4,17 +4,27 @@ Every backend, in both twins, stores a :class:`TaskRecord`: plain columns
 (str, int, float epoch seconds) with ``args``/``kwargs`` and the result already
 encoded by the queue's serializer. So storages never see user objects, and one
 on-disk format serves both twins.
+
+Reading a record back has two modes. :func:`task_from_record` is strict: any
+value it cannot decode, or that lies outside :mod:`omniq.limits` (a time past
+year 9999, an interval of zero), makes the record corrupt (``ValueError``), so a
+worker fails that one task instead of running it. :func:`readable_task` is for
+showing a task (``get_task``, ``list_tasks``): it decodes what it can and explains
+the rest in the task's ``error``, so a damaged task can still say why it failed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
-from omniq.models import Task, TaskError, TaskStatus
-from omniq.serialization import Serializer
+from omniq import limits
+from omniq.models import ErrorType, Task, TaskError, TaskStatus
+from omniq.serialization import Serializer, encode
 
 
 @dataclass
@@ -91,16 +101,47 @@ def to_epoch(moment: dt.datetime) -> float:
     return moment.timestamp()
 
 
+_MIN_STORED_EPOCH = limits.MIN_STORED_TIME.timestamp()
+_MAX_STORED_EPOCH = limits.MAX_STORED_TIME.timestamp()
+
+
 def from_epoch(seconds: float | None) -> dt.datetime | None:
-    """UTC epoch seconds as an aware datetime (``None`` stays ``None``)."""
+    """UTC epoch seconds as an aware datetime (``None`` stays ``None``).
+
+    ``ValueError`` for a time outside :data:`~omniq.limits.MIN_STORED_TIME` ..
+    :data:`~omniq.limits.MAX_STORED_TIME` (NaN included), which no valid task has.
+    """
     if seconds is None:
         return None
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    if not _MIN_STORED_EPOCH <= seconds <= _MAX_STORED_EPOCH:  # False for NaN too
+        raise ValueError(f"the time {seconds!r} (epoch seconds) is out of range")
+    if seconds >= 0:
+        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    # fromtimestamp() refuses negative epochs on Windows; this works everywhere.
+    return limits.EPOCH + dt.timedelta(seconds=seconds)
+
+
+def _stored_interval(seconds: float | None) -> dt.timedelta | None:
+    if seconds is None:
+        return None
+    if not limits.MIN_INTERVAL_SECONDS <= seconds <= limits.MAX_DURATION_SECONDS:
+        raise ValueError(f"the interval {seconds!r} (seconds) is out of range")
+    return dt.timedelta(seconds=seconds)
+
+
+def _stored_timeout(seconds: float | None) -> float | None:
+    if seconds is not None and not 0 < seconds <= limits.MAX_WAIT_SECONDS:
+        raise ValueError(f"the timeout {seconds!r} (seconds) is out of range")
+    return seconds
 
 
 def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """``args`` and ``kwargs`` as one encoded text; ``TypeError`` names what cannot be encoded."""
-    return serializer.dumps({"args": list(args), "kwargs": kwargs})
+    """``args`` and ``kwargs`` as one encoded text.
+
+    ``TypeError`` names what cannot be encoded; ``ValueError`` refuses too deep a
+    value or a lone surrogate (see :func:`omniq.serialization.encode`).
+    """
+    return encode(serializer, {"args": list(args), "kwargs": kwargs}, "the arguments")
 
 
 def encode_error(error: TaskError) -> str:
@@ -131,40 +172,173 @@ def record_from_task(task: Task, serializer: Serializer, payload: str | None = N
     )
 
 
+def _decode_payload(
+    record: TaskRecord, serializer: Serializer
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    payload = serializer.loads(record.payload)
+    args, kwargs = payload["args"], payload["kwargs"]
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("args/kwargs of the wrong type")
+    return tuple(args), kwargs
+
+
+def _decode_error(text: str | None) -> TaskError | None:
+    return TaskError.from_dict(json.loads(text)) if text else None
+
+
+def _decoding_failure(failure: Exception) -> str:
+    # A RecursionError or OverflowError says little on its own: name its type.
+    text = str(failure)
+    if isinstance(failure, (ValueError, TypeError, KeyError)) and text:
+        return text
+    return f"{type(failure).__name__}: {text}" if text else type(failure).__name__
+
+
 def task_from_record(record: TaskRecord, serializer: Serializer) -> Task:
-    """The user-facing :class:`Task` for a stored record; ``ValueError`` if it is corrupt."""
+    """The user-facing :class:`Task` for a stored record; ``ValueError`` if it is corrupt.
+
+    Corrupt is anything that cannot be decoded, whatever the codec raises
+    (``RecursionError`` for a too deeply nested payload, ``OverflowError``...), and
+    any time, interval or timeout outside :mod:`omniq.limits`.
+    """
     record.validate()
     try:
-        payload = serializer.loads(record.payload)
-        args, kwargs = payload["args"], payload["kwargs"]
+        args, kwargs = _decode_payload(record, serializer)
         result = serializer.loads(record.result) if record.result is not None else None
-        error = TaskError.from_dict(json.loads(record.error)) if record.error else None
-    except (ValueError, TypeError, KeyError) as failure:
-        raise ValueError(f"task {record.id} has a corrupt payload: {failure}") from None
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise ValueError(f"task {record.id} has a corrupt payload: args/kwargs of the wrong type")
+        error = _decode_error(record.error)
+        eta = from_epoch(record.eta)
+        interval = _stored_interval(record.interval)
+        timeout = _stored_timeout(record.timeout)
+        created_at = from_epoch(record.created_at)
+        updated_at = from_epoch(record.updated_at)
+        started_at = from_epoch(record.started_at)
+        finished_at = from_epoch(record.finished_at)
+        lease_until = from_epoch(record.lease_until)
+    except MemoryError:
+        raise
+    except Exception as failure:
+        raise ValueError(
+            f"task {record.id} has a corrupt record: {_decoding_failure(failure)}"
+        ) from None
+    assert eta is not None and created_at is not None and updated_at is not None
     return Task(
         id=record.id,
         func_path=record.func_path,
-        args=tuple(args),
+        args=args,
         kwargs=kwargs,
         status=TaskStatus(record.status),
         attempts=record.attempts,
         max_retries=record.max_retries,
-        eta=from_epoch(record.eta) or dt.datetime.now(dt.timezone.utc),
-        interval=dt.timedelta(seconds=record.interval) if record.interval is not None else None,
-        timeout=record.timeout,
+        eta=eta,
+        interval=interval,
+        timeout=timeout,
         result=result,
         error=error,
-        created_at=from_epoch(record.created_at) or dt.datetime.now(dt.timezone.utc),
-        updated_at=from_epoch(record.updated_at) or dt.datetime.now(dt.timezone.utc),
-        started_at=from_epoch(record.started_at),
-        finished_at=from_epoch(record.finished_at),
-        lease_until=from_epoch(record.lease_until),
+        created_at=created_at,
+        updated_at=updated_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        lease_until=lease_until,
         attempt_token=record.attempt_token,
         correlation_id=record.correlation_id,
         parent_id=record.parent_id,
     )
+
+
+T = TypeVar("T")
+
+
+class _Salvage:
+    """Decodes one field at a time for :func:`readable_task`, noting each failure."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def get(self, what: str, decode: Callable[[], T], fallback: T) -> T:
+        try:
+            return decode()
+        except MemoryError:
+            raise
+        except Exception as failure:
+            self.problems.append(f"its {what} cannot be decoded ({_decoding_failure(failure)})")
+            return fallback
+
+    def typed(self, what: str, value: Any, types: tuple[type, ...], fallback: Any) -> Any:
+        if type(value) in types:  # exact types, as TaskRecord.validate checks them
+            return value
+        self.problems.append(f"its {what} has a bad value: {value!r:.80}")
+        return fallback
+
+
+def readable_task(record: TaskRecord, serializer: Serializer) -> Task:
+    """The task for showing, however damaged its record: never raises but for its status.
+
+    Fields that cannot be decoded are left empty (args ``()``, kwargs ``{}``, no
+    result; times at the epoch) and the task's ``error`` says which and why. A
+    stored ``serialization`` error (the worker's own diagnosis) is kept as it is.
+    Only a record whose status omniq does not know raises ``ValueError``: such a
+    task is no task omniq could run, cancel or retry.
+    """
+    try:
+        return task_from_record(record, serializer)
+    except ValueError:
+        pass
+    if not isinstance(record.status, str) or record.status not in _STATUSES:
+        raise ValueError(f"task {record.id!r} has an unknown status: {record.status!r:.80}")
+    salvage = _Salvage()
+    nothing: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+    payload = salvage.get("arguments", lambda: _decode_payload(record, serializer), nothing)
+    result = salvage.get(
+        "result",
+        lambda: serializer.loads(record.result) if record.result is not None else None,
+        None,
+    )
+    stored_error = salvage.get("stored error", lambda: _decode_error(record.error), None)
+
+    def time(what: str, seconds: Any) -> dt.datetime | None:
+        return salvage.get(what, lambda: from_epoch(seconds), None)
+
+    def required_time(what: str, seconds: Any) -> dt.datetime:
+        return time(what, seconds) or limits.EPOCH  # the epoch: "unknown", explained in error
+
+    attempts = salvage.typed("attempts", record.attempts, (int,), 0)
+    task = Task(
+        id=str(record.id),
+        func_path=str(record.func_path),
+        args=payload[0],
+        kwargs=payload[1],
+        status=TaskStatus(record.status),
+        attempts=attempts,
+        max_retries=salvage.typed("max_retries", record.max_retries, (int, type(None)), None),
+        eta=required_time("eta", record.eta),
+        interval=salvage.get("interval", lambda: _stored_interval(record.interval), None),
+        timeout=salvage.get("timeout", lambda: _stored_timeout(record.timeout), None),
+        result=result,
+        error=stored_error,
+        created_at=required_time("created_at", record.created_at),
+        updated_at=required_time("updated_at", record.updated_at),
+        started_at=time("started_at", record.started_at),
+        finished_at=time("finished_at", record.finished_at),
+        lease_until=time("lease_until", record.lease_until),
+        attempt_token=record.attempt_token,
+        correlation_id=record.correlation_id,
+        parent_id=record.parent_id,
+    )
+    if not salvage.problems or (
+        stored_error is not None and stored_error.error_type == ErrorType.SERIALIZATION
+    ):
+        return task
+    message = f"the stored task cannot be fully decoded: {'; '.join(salvage.problems)}"
+    if stored_error is not None:
+        message += f" (its stored error: {stored_error})"
+    explained = TaskError(
+        error_type=ErrorType.SERIALIZATION,
+        message=message,
+        is_retryable=False,
+        retry_count=attempts,
+        max_retries=task.max_retries,
+    )
+    return dataclasses.replace(task, error=explained)
 
 
 @dataclass(frozen=True)

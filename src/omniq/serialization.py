@@ -7,6 +7,9 @@ make omniq run code: decoding only builds these plain values.
 
 Any object with ``dumps(obj) -> str`` and ``loads(text) -> object`` can replace it
 (see :class:`Serializer`); producers and workers of one store must use the same.
+Whatever the codec, :func:`encode` applies the rules every backend shares: values
+nest at most :data:`~omniq.limits.MAX_NESTING` deep, and the text holds no lone
+surrogate (SQLite and PostgreSQL store UTF-8), each a ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
+
+from omniq import limits
+from omniq._validation import check_text, short_repr
 
 TAG = "__omniq__"
 
@@ -36,7 +42,7 @@ class Serializer(Protocol):
         ...
 
 
-def _encode_tagged(obj: Any) -> dict[str, Any]:
+def _encode_tagged(obj: Any, depth: int) -> dict[str, Any]:
     # Order matters: datetime is a subclass of date.
     if isinstance(obj, dt.datetime):
         return {TAG: "datetime", "v": obj.isoformat()}
@@ -53,10 +59,11 @@ def _encode_tagged(obj: Any) -> dict[str, Any]:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return {TAG: "bytes", "v": base64.b64encode(bytes(obj)).decode("ascii")}
     if isinstance(obj, (set, frozenset)):
-        return {TAG: "set", "v": [_prepare(item) for item in obj]}
+        inner = _deeper(depth)
+        return {TAG: "set", "v": [_prepare(item, inner) for item in obj]}
     raise TypeError(
         f"cannot serialize a value of type {type(obj).__module__}.{type(obj).__qualname__}: "
-        f"{_short_repr(obj)} (JSON codec: use str, int, float, bool, None, list, dict, "
+        f"{short_repr(obj)} (JSON codec: use str, int, float, bool, None, list, dict, "
         "datetime, date, time, timedelta, UUID, Decimal, bytes, set or tuple)"
     )
 
@@ -74,37 +81,57 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _short_repr(obj: Any) -> str:
-    text = repr(obj)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _too_deep() -> ValueError:
+    return ValueError(
+        f"cannot serialize a value nested more than {limits.MAX_NESTING} levels deep "
+        "(lists, tuples, dicts and sets inside each other), or one that contains itself"
+    )
 
 
-def _prepare(obj: Any) -> Any:
-    """Turn ``obj`` into plain JSON values, tagging what JSON lacks."""
-    if obj is None or isinstance(obj, (str, bool, int)):
+def _deeper(depth: int) -> int:
+    """The depth inside one more container; past ``MAX_NESTING`` the value is refused."""
+    if depth >= limits.MAX_NESTING:
+        raise _too_deep()
+    return depth + 1
+
+
+def _prepare(obj: Any, depth: int = 0) -> Any:
+    """Turn ``obj`` into plain JSON values, tagging what JSON lacks.
+
+    ``depth`` counts the containers around ``obj``: too deep a value is refused
+    here, before ``json`` itself would recurse out of stack.
+    """
+    if isinstance(obj, str):
+        return obj if obj.isascii() else check_text(obj, f"the string {short_repr(obj)}")
+    if obj is None or isinstance(obj, (bool, int)):
         return obj
     if isinstance(obj, float):
         if math.isnan(obj) or math.isinf(obj):
             raise TypeError(f"cannot serialize the float {obj!r}: JSON has no NaN or infinity")
         return obj
     if isinstance(obj, list):
-        return [_prepare(item) for item in obj]
+        inner = _deeper(depth)
+        return [_prepare(item, inner) for item in obj]
     if isinstance(obj, tuple):
-        return {TAG: "tuple", "v": [_prepare(item) for item in obj]}
+        inner = _deeper(depth)
+        return {TAG: "tuple", "v": [_prepare(item, inner) for item in obj]}
     if isinstance(obj, dict):
+        inner = _deeper(depth)
         out: dict[str, Any] = {}
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise TypeError(
                     f"cannot serialize a dict key of type {type(key).__qualname__}: "
-                    f"{_short_repr(key)} (JSON object keys must be str)"
+                    f"{short_repr(key)} (JSON object keys must be str)"
                 )
-            out[key] = _prepare(value)
+            if not key.isascii():
+                check_text(key, f"the dict key {short_repr(key)}")
+            out[key] = _prepare(value, inner)
         if TAG in out:
             # A user dict that happens to use our tag key is wrapped so it decodes as itself.
             return {TAG: "dict", "v": out}
         return out
-    return _encode_tagged(obj)
+    return _encode_tagged(obj, depth)
 
 
 def _revive(obj: dict[str, Any]) -> Any:
@@ -130,3 +157,21 @@ class JsonSerializer:
 
 
 DEFAULT_SERIALIZER: Serializer = JsonSerializer()
+
+
+def encode(serializer: Serializer, obj: Any, what: str = "the value") -> str:
+    """``serializer.dumps(obj)`` under the rules every backend shares.
+
+    Too deep a value is a ``ValueError`` (never ``RecursionError``), and so is
+    text holding a lone surrogate, whichever codec produced it. ``what`` names
+    the value in the message.
+    """
+    try:
+        text = serializer.dumps(obj)
+    except RecursionError:
+        raise _too_deep() from None
+    if not isinstance(text, str):
+        raise TypeError(
+            f"the serializer's dumps() must return str, got {type(text).__name__} for {what}"
+        )
+    return check_text(text, f"the encoded text of {what}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from damaged import DEEP_PAYLOAD, YEAR_10000, record
 from processes import wait_until
 
 from omniq import OmniQ, Settings
@@ -397,19 +398,66 @@ BAD_INPUT = {
         "not allowed",
     ),
     "bad function path": (["enqueue", "not_a_path"], "dotted path"),
-    "negative retries": (["enqueue", "task_functions.add", "--max-retries", "-1"], ">= 0"),
+    "negative retries": (["enqueue", "task_functions.add", "--max-retries", "-1"], "from 0 to"),
+    "retries past 2**63": (
+        ["enqueue", "task_functions.add", "--max-retries", "9223372036854775808"],
+        "from 0 to 2147483647, got '9223372036854775808'",
+    ),
+    "retries 2**31": (
+        ["enqueue", "task_functions.add", "--max-retries", "2147483648"],
+        "from 0 to 2147483647",
+    ),
+    "delay 1e20": (["enqueue", "task_functions.add", "--delay", "1e20"], "invalid duration"),
+    "delay of 10**20 s": (
+        ["enqueue", "task_functions.add", "--delay", "100000000000000000000"],
+        "too long: at most 100 years",
+    ),
+    "interval of 110 years": (
+        ["enqueue", "task_functions.add", "--interval", "40000d"],
+        "too long",
+    ),
+    "interval under 1 ms": (
+        ["enqueue", "task_functions.add", "--interval", "0.0001"],
+        "interval must be at least 0.001 seconds",
+    ),
+    "timeout of 10**12 s": (
+        ["enqueue", "task_functions.add", "--timeout", "1000000000000"],
+        "too long",
+    ),
+    "eta past 9000": (
+        ["enqueue", "task_functions.add", "--eta", "9999-12-31T23:59:59"],
+        "eta must be between 1970-01-01 and 9000-01-01",
+    ),
+    "eta before 1970": (
+        ["enqueue", "task_functions.add", "--eta", "1960-01-01T00:00+00:00"],
+        "eta must be between",
+    ),
+    "function path and a newline": (["enqueue", "task_functions.add\n"], "dotted path"),
+    "args nested 500 deep": (
+        ["enqueue", "task_functions.add", "--args", "[" + "[" * 500 + "]" * 500 + "]"],
+        "nested more than 100 levels",
+    ),
     "bad purge age": (["purge", "--older-than", "5x"], "invalid duration"),
     "purge without age": (["purge"], "--older-than"),
     "purge pending": (["purge", "--older-than", "1d", "--status", "pending"], "invalid choice"),
-    "list limit zero": (["list", "--limit", "0"], ">= 1"),
+    "list limit zero": (["list", "--limit", "0"], "from 1 to"),
+    "list limit 1e20": (["list", "--limit", "1e20"], "whole number"),
+    "list limit 10**20": (["list", "--limit", "100000000000000000000"], "from 1 to 2147483647"),
+    "list offset 2**31": (["list", "--offset", "2147483648"], "from 0 to 2147483647"),
     "list bad status": (["list", "--status", "lost"], "invalid choice"),
     "show unknown id": (["show", "no-such-task"], "no task with id 'no-such-task'"),
     "retry unknown id": (["retry", "no-such-task"], "no task with id"),
     "cancel unknown id": (["cancel", "no-such-task"], "no task with id"),
+    "show undecodable id": (["show", "abc\udcff"], "lone surrogate '\\udcff'"),
+    "cancel undecodable id": (["cancel", "abc\udcff"], "lone surrogate"),
+    "retry undecodable id": (["retry", "abc\udcff"], "lone surrogate"),
+    "show long id": (["show", "x" * 300], "300 characters long, over the limit of 255"),
+    "cancel empty id": (["cancel", ""], "must not be empty"),
     "retry without target": (["retry"], "required"),
     "retry id and all": (["retry", "x", "--all-failed"], "not allowed"),
     "missing module": (["worker", "--import", "no_such_module_xyz"], "no module named"),
-    "bad concurrency": (["worker", "--concurrency", "0"], ">= 1"),
+    "bad concurrency": (["worker", "--concurrency", "0"], "from 1 to"),
+    "huge concurrency": (["worker", "--concurrency", "99999999999"], "from 1 to 2147483647"),
     "bad duration": (["worker", "--duration", "1y"], "invalid duration"),
     "async and threads": (["worker", "--async", "--threads"], "not allowed"),
     "memory backend": (["--backend", "memory", "status"], "invalid choice"),
@@ -419,6 +467,41 @@ BAD_INPUT = {
 @pytest.mark.parametrize(("arguments", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_input_is_one_line_and_exit_2(cli: Cli, arguments: list[str], fragment: str) -> None:
     expect_usage_error(cli.run(*arguments), fragment)
+
+
+@pytest.mark.parametrize(
+    ("base_dir", "fragment"),
+    [("", "base_dir must name a directory"), ("~nosuchuser_omniq/q", "home directory")],
+)
+def test_a_bad_base_dir_is_a_usage_error(cli: Cli, base_dir: str, fragment: str) -> None:
+    expect_usage_error(cli.run("status", "--base-dir", base_dir, store=False), fragment)
+    env = clean_environment(OMNIQ_BASE_DIR=base_dir)
+    if base_dir:  # an empty variable means "not set"
+        expect_usage_error(cli.run("list", store=False, env=env), fragment)
+
+
+def test_a_damaged_task_is_listed_and_shown_and_breaks_no_command(cli: Cli) -> None:
+    good = cli.enqueue("task_functions.add", "--args", "[1, 2]")
+    deep, far = record(payload=DEEP_PAYLOAD), record(eta=YEAR_10000)
+    storage = SQLiteStorage(cli.base_dir / "omniq.db")
+    storage.add([deep, far])
+    storage.close()
+
+    listed = cli.json("list")
+    assert {task["id"] for task in listed} == {good, deep.id, far.id}
+    assert deep.id[:8] in cli.ok("list")
+    shown = cli.task(deep.id)
+    assert shown["args"] == [] and "RecursionError" in shown["error"]["message"]
+    assert "arguments cannot be decoded" in cli.ok("show", deep.id)
+    assert "eta cannot be decoded" in cli.task(far.id)["error"]["message"]
+    assert cli.json("status")["pending"] == 3
+
+    cli.ok("worker", "--limit", "5")
+    failed = cli.task(deep.id)
+    assert failed["status"] == "failed" and failed["error"]["error_type"] == "serialization"
+    assert "cannot be decoded" in cli.ok("show", deep.id)
+    assert [task["id"] for task in cli.json("list", "--status", "failed")] == [deep.id]
+    assert cli.task(good)["result"] == 3
 
 
 def test_bad_environment_is_a_usage_error(cli: Cli) -> None:

@@ -44,6 +44,20 @@ def test_base_dir_accepts_str_and_expands_home() -> None:
         ({"lease_timeout": -1}, ValueError, "-1"),
         ({"durability": "maybe"}, ValueError, "'maybe'"),
         ({"base_dir": 42}, TypeError, "42"),
+        ({"base_dir": ""}, ValueError, "base_dir"),
+        ({"base_dir": "   "}, ValueError, "base_dir"),
+        ({"base_dir": "~nosuchuser_omniq/q"}, ValueError, "~nosuchuser_omniq/q"),
+        ({"base_dir": "a\x00b"}, ValueError, "NUL"),
+        ({"dsn": 42}, TypeError, "dsn must be a str"),
+        ({"backend": "postgres", "dsn": b"postgresql://h/db"}, TypeError, "bytes"),
+        ({"max_retries": 2**31}, ValueError, "2147483648"),
+        ({"max_retries": 9223372036854775808}, ValueError, "9223372036854775808"),
+        ({"task_timeout": 1e12}, ValueError, "100 years"),
+        ({"task_timeout": 10**400}, ValueError, "too large"),
+        ({"poll_interval": float("inf")}, ValueError, "finite"),
+        ({"poll_interval": 1e12}, ValueError, "1000000000000.0"),
+        ({"lease_timeout": 1e12}, ValueError, "lease_timeout"),
+        ({"concurrency": 2**31}, ValueError, "2147483648"),
     ],
 )
 def test_bad_settings_raise_naming_the_value(
@@ -213,3 +227,54 @@ def test_from_env_reads_task_modules_and_imports_comma_separated() -> None:
     assert settings.imports == ("app.tasks", "reports")
     with pytest.raises(ValueError, match="'\\*'"):
         Settings.from_env({"OMNIQ_TASK_MODULES": "*"})
+def test_values_at_the_bounds_are_accepted() -> None:
+    settings = Settings(max_retries=2**31 - 1, task_timeout=100 * 365.25 * 86_400)
+    assert settings.max_retries == 2**31 - 1
+    assert Settings(lease_timeout=0.001, poll_interval=0.001).poll_interval == 0.001
+
+
+def test_a_non_string_dsn_is_not_echoed() -> None:
+    class Secret:
+        def __repr__(self) -> str:
+            return "hunter2"
+
+    with pytest.raises(TypeError) as raised:
+        Settings(dsn=Secret())  # type: ignore[arg-type]
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "postgresql://app:hunter2@db.example:5432/jobs",
+            "postgresql://app:***@db.example:5432/jobs",
+        ),
+        (
+            "postgresql://app:hun%40ter2@db/jobs?sslmode=require",
+            "postgresql://app:***@db/jobs?sslmode=require",
+        ),
+        (
+            "postgresql://db/jobs?user=app&password=hunter2",
+            "postgresql://db/jobs?user=app&password=***",
+        ),
+        (
+            "host=db user=app password=hunter2 dbname=jobs",
+            "host=db user=app password=*** dbname=jobs",
+        ),
+        ("host=db password = 'hun ter\\'2' dbname=jobs", "host=db password = *** dbname=jobs"),
+        ("postgresql://app@db/jobs", "postgresql://app@db/jobs"),
+    ],
+)
+def test_repr_and_print_mask_the_dsn_password(
+    dsn: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(backend="postgres", dsn=dsn)
+    assert f"dsn={shown!r}" in repr(settings)
+    print(settings)
+    printed = capsys.readouterr().out
+    assert f"dsn={shown!r}" in printed
+    for secret in ("hunter2", "hun%40ter2", "hun@ter2", "hun ter"):
+        assert secret not in printed and secret not in repr(settings)
+    assert settings.dsn == dsn  # the real value is untouched
+    assert "backend='postgres'" in printed and "max_retries=3" in printed

@@ -7,11 +7,13 @@ Environment variables and import-time behaviour are tested in fresh interpreters
 from __future__ import annotations
 
 import asyncio
+import bz2
 import contextvars
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -536,6 +538,86 @@ def test_file_sink_writes_json_with_rotation_and_retention(tmp_path: Path) -> No
     omniq_logging.reset()  # removing the sink flushes its queue
     records = json_lines(path.read_text(encoding="utf-8"))
     assert [r["message"] for r in records] == ["Task t enqueued: m.f", "inside"]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(directory)): os.stat(path).st_mode & 0o777
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_log_files_are_created_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "logs" / "sub" / "omniq.log"
+    old = os.umask(umask)
+    try:
+        configure(level="INFO", mode="PROD", file=path, rotation="300 B", compression="gz")
+        for number in range(12):  # several rotations, each archive compressed
+            log_task_enqueued(f"task-{number}", "m.f")
+        omniq_logging.reset()
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path / "logs")
+    assert modes.pop("sub") == 0o700
+    assert modes.pop("sub/omniq.log") == 0o600
+    assert len(modes) >= 3 and all(name.endswith(".log.gz") for name in modes)
+    assert set(modes.values()) == {0o600}
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("compression", ["zip", "tar.xz", "bz2"])
+def test_archives_of_every_format_are_0600_and_readable(tmp_path: Path, compression: str) -> None:
+    old = os.umask(0)
+    try:
+        configure(file=tmp_path / "omniq.log", rotation="100 B", compression=compression)
+        log_task_started("task-1", 1)
+        log_task_started("task-2", 1)  # rotates: task-1's file is archived
+        omniq_logging.reset()
+    finally:
+        os.umask(old)
+    archives = sorted(tmp_path.glob(f"omniq.*.log.{compression}"))
+    assert archives and {path.stat().st_mode & 0o777 for path in archives} == {0o600}
+    assert "Task task-1 started" in "".join(_unpacked(path, compression) for path in archives)
+
+
+def _unpacked(archive: Path, compression: str) -> str:
+    if compression == "bz2":
+        with bz2.open(archive, "rt", encoding="utf-8") as text:
+            return text.read()
+    out = archive.with_name(archive.name + ".out")
+    shutil.unpack_archive(archive, out, format=_ARCHIVE_FORMATS[compression])
+    return "".join(path.read_text(encoding="utf-8") for path in out.iterdir())
+
+
+_ARCHIVE_FORMATS = {"zip": "zip", "tar.xz": "xztar"}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_an_existing_log_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "omniq.log"
+    path.write_text("")
+    os.chmod(path, 0o640)  # e.g. readable by a log shipper's group, on purpose
+    configure(file=path)
+    log_task_started("task-1", 1)
+    omniq_logging.reset()
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_the_env_log_file_is_0600_under_umask_000(tmp_path: Path) -> None:
+    path = tmp_path / "env.log"
+    ok(
+        run_python(
+            "import os; os.umask(0)\n"
+            "from loguru import logger; logger.remove()\n" + textwrap.dedent(EVENTS),
+            env={"OMNIQ_LOG_MODE": "PROD", "OMNIQ_LOG_FILE": str(path)},
+        )
+    )
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(json_lines(path.read_text(encoding="utf-8"))) == 2
 
 
 def test_numeric_rotation_and_retention_from_the_environment(

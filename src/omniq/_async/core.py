@@ -24,8 +24,9 @@ from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.worker import AsyncWorkerPool
 from omniq._concurrency import asleep
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq._validation import non_negative_number
 from omniq.config import Settings
-from omniq.exceptions import TaskCancelled, TaskFailed, TaskNotFound
+from omniq.exceptions import StorageError, TaskCancelled, TaskFailed, TaskNotFound
 from omniq.models import Task, TaskStatus
 from omniq.serialization import Serializer
 
@@ -139,8 +140,10 @@ class AsyncOmniQ:
         call waits for the task to finish, at most ``timeout`` seconds (then
         ``TimeoutError``). A failed task raises :class:`~omniq.exceptions.TaskFailed`,
         a cancelled one :class:`~omniq.exceptions.TaskCancelled`, an unknown id
-        :class:`~omniq.exceptions.TaskNotFound`.
+        :class:`~omniq.exceptions.TaskNotFound`, a completed task whose stored result
+        cannot be decoded :class:`~omniq.exceptions.StorageError`.
         """
+        timeout = None if timeout is None else non_negative_number("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _RESULT_POLL_START
         while True:
@@ -148,6 +151,8 @@ class AsyncOmniQ:
             if task is None:
                 raise TaskNotFound(task_id)
             if task.status == TaskStatus.COMPLETED:
+                if task.error is not None:  # only set when the stored result is unreadable
+                    raise StorageError(f"task {task_id} completed, but {task.error.message}")
                 return task.result
             if task.status == TaskStatus.FAILED:
                 raise TaskFailed(task_id, task.error)

@@ -22,6 +22,9 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
 from omniq._validation import (
     check_func_path,
+    check_task_id,
+    non_negative_int,
+    normalize_age,
     normalize_args,
     normalize_eta,
     normalize_interval,
@@ -29,6 +32,7 @@ from omniq._validation import (
     normalize_max_retries,
     normalize_timeout,
     positive_int,
+    positive_number,
 )
 from omniq.exceptions import StorageError
 from omniq.models import ErrorType, Task, TaskError, TaskStatus, new_task_id
@@ -38,10 +42,12 @@ from omniq.records import (
     Transition,
     encode_error,
     encode_payload,
+    from_epoch,
+    readable_task,
     record_from_task,
     task_from_record,
 )
-from omniq.serialization import DEFAULT_SERIALIZER, Serializer
+from omniq.serialization import DEFAULT_SERIALIZER, Serializer, encode
 
 DEFAULT_LEASE_TIMEOUT = 30.0
 _ENQUEUE_OPTIONS = frozenset(
@@ -70,8 +76,11 @@ class AsyncTaskQueue:
     ) -> None:
         self.storage = as_storage(storage)
         self.serializer = serializer or DEFAULT_SERIALIZER
-        self.max_retries = max_retries
-        self.lease_timeout = lease_timeout
+        budget = normalize_max_retries(max_retries)
+        if budget is None:
+            raise TypeError("max_retries must be an int >= 0, got None")
+        self.max_retries = budget
+        self.lease_timeout = positive_number("lease_timeout", lease_timeout)
         self.max_payload_bytes = max_payload_bytes
         self._listeners: list[Callable[[], None]] = []
 
@@ -119,7 +128,11 @@ class AsyncTaskQueue:
     async def next_eta(self) -> dt.datetime | None:
         """When the earliest pending task is due, if the storage can tell."""
         eta = await self.storage.next_eta()
-        return None if eta is None else dt.datetime.fromtimestamp(eta, dt.timezone.utc)
+        try:
+            return from_epoch(eta)
+        except (TypeError, ValueError) as error:  # a corrupt row; a claim will fail it
+            omniq_logging.log_serialization_error("next_eta", str(error))
+            return None
 
     # ------------------------------------------------------------------ producing
 
@@ -384,7 +397,7 @@ class AsyncTaskQueue:
         error = outcome.error
         if error is None:
             try:
-                encoded = self.serializer.dumps(outcome.result)
+                encoded = encode(self.serializer, outcome.result, "the result")
             except (TypeError, ValueError) as failure:
                 error = TaskError(
                     error_type=ErrorType.SERIALIZATION,
@@ -505,34 +518,43 @@ class AsyncTaskQueue:
     # ------------------------------------------------------------------ inspecting
 
     async def get_task(self, task_id: str) -> Task | None:
-        """The task with this id, in any state, or ``None`` if there is none."""
-        record = await self.storage.get(task_id)
-        return None if record is None else task_from_record(record, self.serializer)
+        """The task with this id, in any state, or ``None`` if there is none.
+
+        A task whose record is damaged is still returned, with what can be decoded
+        and an ``error`` that says what cannot (see :func:`omniq.records.readable_task`).
+        A malformed id (not a str, empty, NUL, a lone surrogate, over 255 characters)
+        raises ``ValueError``/``TypeError`` before the store is asked.
+        """
+        record = await self.storage.get(check_task_id(task_id))
+        return None if record is None else readable_task(record, self.serializer)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a PENDING task; False if it is running, finished or unknown."""
-        return await self.storage.cancel(task_id, time.time())
+        return await self.storage.cancel(check_task_id(task_id), time.time())
 
     async def list_tasks(
         self, status: TaskStatus | str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Task]:
         """Tasks, most recently changed first, optionally only those of ``status``.
 
-        A stored record that cannot be decoded is skipped (and logged).
+        ``limit`` is 1 to 2**31-1, ``offset`` 0 to 2**31-1. A damaged task is listed
+        with what can be decoded (see :meth:`get_task`); a record that is no task at
+        all (an unknown status) is skipped and logged.
         """
         wanted = None if status is None else TaskStatus(status).value
         positive_int("limit", limit)
+        non_negative_int("offset", offset)
         tasks: list[Task] = []
         for record in await self.storage.list_tasks(wanted, limit, offset):
             try:
-                tasks.append(task_from_record(record, self.serializer))
+                tasks.append(readable_task(record, self.serializer))
             except (ValueError, TypeError) as error:
                 omniq_logging.log_serialization_error("list", str(error), task_id=record.id)
         return tasks
 
     async def retry(self, task_id: str) -> bool:
         """Run a FAILED or CANCELLED task again, now, with a fresh budget of executions."""
-        requeued = await self.storage.requeue(task_id, time.time())
+        requeued = await self.storage.requeue(check_task_id(task_id), time.time())
         if requeued:
             self._notify()
         return requeued
@@ -545,8 +567,11 @@ class AsyncTaskQueue:
             if not batch:
                 return count
             for record in batch:
-                if await self.retry(record.id):
+                # Straight to the store: ids read from it need no check (and one a
+                # foreign writer stored, too long for check_task_id, still retries).
+                if await self.storage.requeue(record.id, time.time()):
                     count += 1
+            self._notify()
 
     async def purge(
         self,
@@ -561,9 +586,7 @@ class AsyncTaskQueue:
 
         Only final statuses (completed, failed, cancelled) can be purged.
         """
-        age = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
-        if isinstance(age, bool) or not isinstance(age, (int, float)) or age < 0:
-            raise ValueError(f"older_than must be a timedelta or seconds >= 0, got {older_than!r}")
+        age = normalize_age(older_than)
         chosen = [TaskStatus(status) for status in statuses]
         unfinished = [status.value for status in chosen if not status.is_final]
         if unfinished:
@@ -580,6 +603,7 @@ class AsyncTaskQueue:
     # ------------------------------------------------------------------ internals
 
     async def _held_task(self, task_id: str, task: Task | None) -> Task:
+        check_task_id(task_id)
         if task is None:
             task = await self.get_task(task_id)
             if task is None:

@@ -31,6 +31,7 @@ from omniq._concurrency import (
 )
 from omniq._sync.storage.base import BaseStorage as BlockingStorage
 from omniq._validation import (
+    non_negative_number,
     normalize_max_retries,
     normalize_timeout,
     positive_int,
@@ -90,7 +91,7 @@ class WorkerPool:
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
-        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = non_negative_number("shutdown_timeout", shutdown_timeout)
         self.handle_signals = handle_signals
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
         # Claimed and not yet recorded: ready (no handle yet), running, or finished.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 
+from omniq import limits
+
 UNITS: dict[str, int] = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _NUMBER = r"\d+(?:\.\d+)?|\.\d+"
 _DURATION = re.compile("".join(f"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in UNITS))
@@ -30,6 +32,8 @@ def parse_duration(text: str) -> float:
         )
     if not math.isfinite(seconds):
         raise ValueError(f"invalid duration {text!r}: {HINT}")
+    if seconds > limits.MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {text!r} is too long: at most 100 years ({HINT})")
     return seconds
 
 

@@ -14,7 +14,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from omniq import __version__
+from omniq import __version__, limits
+from omniq._validation import check_task_id
 from omniq.cli.durations import parse_duration
 from omniq.cli.errors import UsageError
 from omniq.models import TaskStatus
@@ -61,26 +62,38 @@ def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return check
 
 
-def _whole_number(text: str, minimum: int) -> int:
+def _whole_number(text: str, minimum: int, maximum: int = limits.MAX_COUNT) -> int:
     try:
         value = int(text)
     except ValueError:
         value = minimum - 1  # reported below, with the same message
-    if value < minimum:
-        raise ValueError(f"expected a whole number >= {minimum}, got {text!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {text!r}")
     return value
 
 
 @_checked
 def positive_int(text: str) -> int:
-    """An integer >= 1."""
+    """An integer from 1 to 2**31-1."""
     return _whole_number(text, 1)
 
 
 @_checked
 def count(text: str) -> int:
-    """An integer >= 0."""
+    """An integer from 0 to 2**31-1."""
     return _whole_number(text, 0)
+
+
+@_checked
+def retries(text: str) -> int:
+    """A ``max_retries``: an integer from 0 to 2**31-1, as every backend stores it."""
+    return _whole_number(text, 0, limits.MAX_RETRIES)
+
+
+@_checked
+def task_id(text: str) -> str:
+    """A task id: not empty, no NUL, valid text (not undecodable bytes), 255 characters at most."""
+    return check_task_id(text)
 
 
 @_checked
@@ -242,7 +255,7 @@ def _add_enqueue(commands: Any) -> None:
         "--interval", type=positive_duration, metavar="S", help="run again every S"
     )
     enqueue.add_argument(
-        "--max-retries", type=count, metavar="N", help="executions allowed in total"
+        "--max-retries", type=retries, metavar="N", help="executions allowed in total"
     )
     enqueue.add_argument(
         "--timeout", type=positive_duration, metavar="S", help="time limit per execution"
@@ -276,7 +289,7 @@ def _add_inspection(commands: Any) -> None:
         description="Show every field of a task, with its error and traceback. Exit "
         "status 0 whatever the task's status (use --json and its 'status' in scripts).",
     )
-    show.add_argument("task_id", metavar="ID")
+    show.add_argument("task_id", metavar="ID", type=task_id)
     _common_options(show, top=False)
 
 
@@ -289,7 +302,7 @@ def _add_operations(commands: Any) -> None:
         "task with --all-failed.",
     )
     target = retry.add_mutually_exclusive_group(required=True)
-    target.add_argument("task_id", metavar="ID", nargs="?")
+    target.add_argument("task_id", metavar="ID", nargs="?", type=task_id)
     target.add_argument("--all-failed", action="store_true", help="every failed task")
     _common_options(retry, top=False)
 
@@ -299,7 +312,7 @@ def _add_operations(commands: Any) -> None:
         description="Cancel a pending task (exit 1 when it is running or finished; a "
         "running task cannot be stopped from here).",
     )
-    cancel.add_argument("task_id", metavar="ID")
+    cancel.add_argument("task_id", metavar="ID", type=task_id)
     _common_options(cancel, top=False)
 
     purge = commands.add_parser(

@@ -74,6 +74,7 @@ from omniq._postgres_sql import (
     finish_params,
     wakes,
 )
+from omniq._secrets import redact
 from omniq.exceptions import StorageError
 from omniq.models import TaskStatus
 from omniq.records import RECORD_FIELDS, TaskRecord, Transition
@@ -156,9 +157,11 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         try:
             return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         except psycopg.Error as error:
-            raise StorageError(
-                f"cannot connect to PostgreSQL ({describe_dsn(self.dsn)}): {error}"
-            ) from error
+            message = f"cannot connect to PostgreSQL ({describe_dsn(self.dsn)}): {error}"
+            safe = redact(message, self.dsn)
+            if safe != message:  # the driver quoted the password: keep its error out too
+                raise StorageError(safe) from None
+            raise StorageError(message) from error
 
     async def _migrate(self) -> str:
         """Bring the schema to ``SCHEMA_VERSION``; return the notification channel."""
@@ -275,7 +278,9 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except Exception as error:
-                omniq_logging.log_storage_error("listen", f"{error} (retrying in {delay:g}s)")
+                omniq_logging.log_storage_error(
+                    "listen", redact(f"{error} (retrying in {delay:g}s)", self.dsn)
+                )
                 await stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
@@ -292,7 +297,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             except Exception as error:  # the connection dropped: reconnect
                 if not stop.is_set():
                     omniq_logging.log_storage_error(
-                        "listen", f"{error} (reconnecting in {delay:g}s)"
+                        "listen", redact(f"{error} (reconnecting in {delay:g}s)", self.dsn)
                     )
             finally:
                 await conn.close()

@@ -157,7 +157,9 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             if self._conn is not None:
                 return
             try:
-                await arun_blocking(ensure_private_file, self.path)
+                # The directory that holds omniq.db is a store directory (Settings.base_dir):
+                # omniq's, so checked and made private; another file's is the user's.
+                await arun_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
                 conn = await aiosqlite.connect(
                     str(self.path),
                     timeout=self.busy_timeout,

@@ -75,6 +75,7 @@ from omniq._postgres_sql import (
     finish_params,
     wakes,
 )
+from omniq._secrets import redact
 from omniq.exceptions import StorageError
 from omniq.models import TaskStatus
 from omniq.records import RECORD_FIELDS, TaskRecord, Transition
@@ -157,9 +158,11 @@ class PostgresStorage(BaseStorage):
         try:
             return psycopg.Connection.connect(self.dsn, autocommit=True)
         except psycopg.Error as error:
-            raise StorageError(
-                f"cannot connect to PostgreSQL ({describe_dsn(self.dsn)}): {error}"
-            ) from error
+            message = f"cannot connect to PostgreSQL ({describe_dsn(self.dsn)}): {error}"
+            safe = redact(message, self.dsn)
+            if safe != message:  # the driver quoted the password: keep its error out too
+                raise StorageError(safe) from None
+            raise StorageError(message) from error
 
     def _migrate(self) -> str:
         """Bring the schema to ``SCHEMA_VERSION``; return the notification channel."""
@@ -276,7 +279,9 @@ class PostgresStorage(BaseStorage):
             try:
                 conn = psycopg.Connection.connect(self.dsn, autocommit=True)
             except Exception as error:
-                omniq_logging.log_storage_error("listen", f"{error} (retrying in {delay:g}s)")
+                omniq_logging.log_storage_error(
+                    "listen", redact(f"{error} (retrying in {delay:g}s)", self.dsn)
+                )
                 stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
@@ -293,7 +298,7 @@ class PostgresStorage(BaseStorage):
             except Exception as error:  # the connection dropped: reconnect
                 if not stop.is_set():
                     omniq_logging.log_storage_error(
-                        "listen", f"{error} (reconnecting in {delay:g}s)"
+                        "listen", redact(f"{error} (reconnecting in {delay:g}s)", self.dsn)
                     )
             finally:
                 conn.close()

@@ -158,7 +158,9 @@ class SQLiteStorage(BaseStorage):
             if self._conn is not None:
                 return
             try:
-                run_blocking(ensure_private_file, self.path)
+                # The directory that holds omniq.db is a store directory (Settings.base_dir):
+                # omniq's, so checked and made private; another file's is the user's.
+                run_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
                 conn = sqlite3.connect(
                     str(self.path),
                     timeout=self.busy_timeout,
