@@ -72,6 +72,13 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncSQLiteStorage": "SQLiteStorage",
     "AsyncPostgresStorage": "PostgresStorage",
     "AsyncStorageAdapter": "StorageAdapter",
+    "AsyncInlineExecutor": "InlineExecutor",
+    # a pool's background duties
+    "AsyncDuty": "Duty",
+    "AsyncDuties": "Duties",
+    "AsyncLeaseKeeper": "LeaseKeeper",
+    "AsyncLeaseRecovery": "LeaseRecovery",
+    "AsyncPruner": "Pruner",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",

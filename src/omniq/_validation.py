@@ -170,6 +170,17 @@ def normalize_age(older_than: Any) -> float:
         ) from None
 
 
+def normalize_retention(retention: Any) -> float | None:
+    """How long finished tasks are kept: ``None`` (forever), or a ``timedelta`` or seconds
+    above 0 and at most 100 years."""
+    if retention is None:
+        return None
+    value = retention.total_seconds() if isinstance(retention, dt.timedelta) else retention
+    return seconds_between(
+        "retention", value, 0.0, limits.MAX_DURATION_SECONDS, open_low=True, shown=retention
+    )
+
+
 def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {short_repr(value)}")
@@ -262,6 +273,18 @@ def normalize_queue(queue: Any) -> str:
             f"letter or digit, got {queue!r}"
         )
     return queue
+
+
+def normalize_queues(queues: Any) -> tuple[str, ...] | None:
+    """``None`` (every queue) or a non-empty list of queue names, without repeats."""
+    if queues is None:
+        return None
+    if isinstance(queues, str) or not isinstance(queues, (list, tuple, set, frozenset)):
+        raise TypeError(f"queues must be a list of queue names like ['emails'], got {queues!r}")
+    names = tuple(dict.fromkeys(normalize_queue(queue) for queue in queues))
+    if not names:
+        raise ValueError("queues must name at least one queue (or be None for every queue)")
+    return names
 
 
 def normalize_priority(priority: Any) -> int:

@@ -8,6 +8,7 @@ keyword arguments given to it win over the environment.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,15 +22,18 @@ from omniq._secrets import mask_dsn
 from omniq._validation import (
     normalize_max_retries,
     normalize_module_names,
+    normalize_retention,
     normalize_task_modules,
     normalize_timeout,
     positive_int,
     positive_number,
 )
+from omniq.durations import parse_duration
 
 BACKENDS = ("sqlite", "file", "memory", "postgres")
 DURABILITIES = ("full", "fast")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_RETENTION = 7 * 86_400.0  # seconds finished tasks are kept: a week, as Oban's Pruner a day
 
 
 def default_base_dir() -> Path:
@@ -59,6 +63,9 @@ class Settings:
     * ``durability``: ``"full"`` keeps an acknowledged enqueue through an OS crash;
       ``"fast"`` survives a crash of the process only.
     * ``max_payload_bytes``: the largest encoded ``args`` + ``kwargs`` accepted.
+    * ``retention``: how long finished tasks (completed, failed, cancelled) are kept
+      before worker pools delete them: a ``timedelta`` or seconds, 7 days by default;
+      ``None`` keeps everything. Read back in seconds.
     * ``eager``: for tests: ``enqueue`` runs the task inline and keeps it in memory
       (``backend`` is then not used); see docs/testing.md.
     * ``task_modules``: glob patterns over import paths (``("app.tasks.*",)``) whose
@@ -79,6 +86,7 @@ class Settings:
     durability: str = "full"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     eager: bool = False
+    retention: float | None = DEFAULT_RETENTION
     task_modules: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
 
@@ -100,6 +108,7 @@ class Settings:
             durability: str = "full",
             max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
             eager: bool = False,
+            retention: dt.timedelta | float | None = DEFAULT_RETENTION,
             task_modules: tuple[str, ...] = (),
             imports: tuple[str, ...] = (),
         ) -> None: ...
@@ -134,6 +143,7 @@ class Settings:
         set_(self, "max_payload_bytes", positive_int("max_payload_bytes", self.max_payload_bytes))
         if not isinstance(self.eager, bool):
             raise TypeError(f"eager must be True or False, got {self.eager!r}")
+        set_(self, "retention", normalize_retention(self.retention))
         set_(self, "task_modules", normalize_task_modules(self.task_modules))
         set_(self, "imports", normalize_module_names("imports", self.imports))
 
@@ -161,8 +171,9 @@ class Settings:
         Read: ``OMNIQ_BACKEND``, ``OMNIQ_BASE_DIR``, ``OMNIQ_DSN``,
         ``OMNIQ_MAX_RETRIES``, ``OMNIQ_TASK_TIMEOUT``, ``OMNIQ_CONCURRENCY``,
         ``OMNIQ_POLL_INTERVAL``, ``OMNIQ_LEASE_TIMEOUT``, ``OMNIQ_DURABILITY``,
-        ``OMNIQ_MAX_PAYLOAD_BYTES``, ``OMNIQ_EAGER`` (``1``/``true``/``yes``/``on`` or
-        ``0``/``false``/``no``/``off``), ``OMNIQ_TASK_MODULES`` and ``OMNIQ_IMPORT``
+        ``OMNIQ_MAX_PAYLOAD_BYTES``, ``OMNIQ_RETENTION`` (seconds or a duration such as
+        ``7d``; ``none`` keeps everything), ``OMNIQ_EAGER`` (``1``/``true``/``yes``/``on``
+        or ``0``/``false``/``no``/``off``), ``OMNIQ_TASK_MODULES`` and ``OMNIQ_IMPORT``
         (comma-separated).
         """
         env = os.environ if environ is None else environ
@@ -199,6 +210,13 @@ def _base_dir(value: object) -> Path:
         ) from None
 
 
+def _retention(raw: str) -> float | None:
+    """``OMNIQ_RETENTION``: seconds or a duration (``7d``, ``12h``); ``none``/``off`` keeps all."""
+    if raw.lower() in ("none", "off", "never", "forever"):
+        return None
+    return parse_duration(raw)
+
+
 def _optional_float(raw: str) -> float | None:
     return None if raw.lower() in ("none", "0", "") else float(raw)
 
@@ -228,6 +246,7 @@ _ENV_FIELDS: dict[str, Any] = {
     "durability": str,
     "max_payload_bytes": int,
     "eager": _flag,
+    "retention": _retention,
     "task_modules": _comma_list,
     "imports": _comma_list,
 }

@@ -673,6 +673,21 @@ def log_task_enqueued(task_id: str, func_path: str, **extra: Any) -> None:
     _events.bind(**fields).info(f"Task {task_id} enqueued: {func_path}")
 
 
+def log_task_deduplicated(
+    task_id: str, func_path: str, unique_key: str | None, **extra: Any
+) -> None:
+    """Log (INFO) that an enqueue of ``func_path`` was answered by ``task_id``, which holds
+    its ``unique_key`` (so nothing new was stored)."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = _task_fields(task_id, "enqueue", "task_deduplicated", extra)
+    fields["func_path"] = func_path
+    fields["unique_key"] = unique_key
+    _events.bind(**fields).info(
+        f"Task {task_id} already holds unique key {unique_key!r}: {func_path} not enqueued again"
+    )
+
+
 def log_task_started(task_id: str, attempt: int, **extra: Any) -> None:
     """Log (INFO) that attempt number ``attempt`` (1-based) of ``task_id`` started."""
     if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
@@ -727,6 +742,16 @@ def log_worker_stopped(worker_id: str, **extra: Any) -> None:
         return
     _events.bind(**{**extra, "worker": worker_id, "event": "worker_stopped"}).info(
         f"Worker {worker_id} stopped"
+    )
+
+
+def log_tasks_pruned(count: int, retention: float, **extra: Any) -> None:
+    """Log (INFO) that ``count`` finished tasks older than ``retention`` seconds were deleted."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = {**extra, "count": count, "retention": retention, "event": "tasks_pruned"}
+    _events.bind(**fields).info(
+        f"Pruned {count} finished task(s) older than the retention of {retention:g}s"
     )
 
 

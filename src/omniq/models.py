@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import threading
+import time
 import traceback as traceback_module
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,7 +27,10 @@ from omniq._validation import (
     normalize_interval,
     normalize_kwargs,
     normalize_max_retries,
+    normalize_priority,
+    normalize_queue,
     normalize_timeout,
+    normalize_unique_key,
 )
 
 
@@ -136,13 +141,59 @@ class TaskError:
         return f"{self.error_type}: {self.message}"
 
 
+class AttemptOutcome:
+    """How one execution of a task ended, as its attempt history records it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # the last execution: the budget is spent or the error is final
+    RETRY = "retry"  # failed, and another execution is scheduled
+    TIMEOUT = "timeout"  # ran past its timeout (retried or not)
+    LOST = "lost"  # its worker stopped before finishing it (the lease ran out)
+    RELEASED = "released"  # put back unfinished at shutdown, without spending the attempt
+
+
+@dataclass(frozen=True)
+class Attempt(Mapping[str, Any]):
+    """One execution of a task: who ran it, when, and how it ended. A read-only mapping too.
+
+    ``attempt`` is the task's ``attempts`` count during this execution (1 for the
+    first); ``outcome`` is one of :class:`AttemptOutcome`; ``error`` is the
+    :class:`TaskError` of a failed execution.
+    """
+
+    attempt: int
+    worker: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+    outcome: str
+    error: TaskError | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _ATTEMPT_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ATTEMPT_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_ATTEMPT_FIELDS)
+
+
+_ATTEMPT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Attempt))
+
+
 @dataclass(frozen=True)
 class Task(Mapping[str, Any]):
     """One stored task, as the queue returns it. Also a read-only mapping of its fields.
 
     ``attempts`` counts claims (see :mod:`omniq.retry`); ``max_retries`` is the
     budget of executions (``None``: the worker's default); ``interval`` is always
-    a ``timedelta`` or ``None``; times are aware UTC datetimes.
+    a ``timedelta`` or ``None``; times are aware UTC datetimes. ``queue`` routes the
+    task to the pools serving it; among due tasks a higher ``priority`` runs first;
+    while the task is pending or running no other task with its ``unique_key`` can
+    be enqueued. ``attempts_history`` lists its executions, oldest first;
+    ``worker`` names the pool that claimed it last.
     """
 
     id: str
@@ -165,6 +216,11 @@ class Task(Mapping[str, Any]):
     attempt_token: str | None = None
     correlation_id: str | None = None
     parent_id: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    unique_key: str | None = None
+    attempts_history: list[Attempt] = field(default_factory=list)
+    worker: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in _TASK_FIELDS:
@@ -183,9 +239,34 @@ class Task(Mapping[str, Any]):
 _TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
 
 
+_last_id_stamp = 0
+_id_lock = threading.Lock()
+
+
 def new_task_id() -> str:
-    """A fresh, unique task id."""
-    return str(uuid.uuid4())
+    """A fresh, unique, time-ordered task id in the UUID version 7 layout (RFC 9562).
+
+    48 bits of Unix milliseconds, then 12 bits of sub-millisecond time made strictly
+    increasing within the process, then 62 random bits. Ids made later sort later,
+    so index inserts land on the right edge of a B-tree (one page per enqueue), and
+    the id breaks ties in enqueue order. ``os.urandom`` is safe across ``fork``.
+    """
+    global _last_id_stamp
+    stamp = time.time_ns() * 4096 // 1_000_000  # Unix time in 1/4096 ms
+    with _id_lock:
+        if stamp <= _last_id_stamp:
+            stamp = _last_id_stamp + 1
+        _last_id_stamp = stamp
+    random_bits = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (
+        (stamp >> 12) << 80  # unix_ts_ms
+        | 0x7 << 76  # version 7
+        | (stamp & 0xFFF) << 64  # rand_a: the sub-millisecond fraction
+        | 0b10 << 62  # variant
+        | random_bits
+    )
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def create_task(
@@ -199,6 +280,9 @@ def create_task(
     interval: dt.timedelta | float | None = None,
     task_id: str | None = None,
     correlation_id: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+    unique_key: str | None = None,
 ) -> Task:
     """Build a validated PENDING task; bad values raise ``ValueError``/``TypeError``."""
     now = utcnow()
@@ -214,6 +298,9 @@ def create_task(
         created_at=now,
         updated_at=now,
         correlation_id=correlation_id,
+        queue=normalize_queue(queue),
+        priority=normalize_priority(priority),
+        unique_key=normalize_unique_key(unique_key),
     )
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from omniq import limits
+from omniq.history import decode_history
 from omniq.models import ErrorType, Task, TaskError, TaskStatus
 from omniq.serialization import Serializer, encode
 
@@ -50,6 +51,11 @@ class TaskRecord:
     attempt_token: str | None = None
     correlation_id: str | None = None
     parent_id: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    unique_key: str | None = None
+    history: str | None = None  # JSON list of attempts (omniq.history), oldest first
+    worker: str | None = None  # the pool that claimed the task last
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the file backend's format)."""
@@ -89,6 +95,11 @@ _COLUMN_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("timeout", (int, float), True),
     ("result", (str,), True),
     ("error", (str,), True),
+    ("queue", (str,), False),
+    ("priority", (int,), False),
+    ("unique_key", (str,), True),
+    ("history", (str,), True),
+    ("worker", (str,), True),
 )
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
 STATUSES: tuple[str, ...] = tuple(status.value for status in TaskStatus)
@@ -169,6 +180,9 @@ def record_from_task(task: Task, serializer: Serializer, payload: str | None = N
         updated_at=to_epoch(task.updated_at),
         correlation_id=task.correlation_id,
         parent_id=task.parent_id,
+        queue=task.queue,
+        priority=task.priority,
+        unique_key=task.unique_key,
     )
 
 
@@ -214,6 +228,7 @@ def task_from_record(record: TaskRecord, serializer: Serializer) -> Task:
         started_at = from_epoch(record.started_at)
         finished_at = from_epoch(record.finished_at)
         lease_until = from_epoch(record.lease_until)
+        attempts_history = decode_history(record.history)
     except MemoryError:
         raise
     except Exception as failure:
@@ -242,6 +257,11 @@ def task_from_record(record: TaskRecord, serializer: Serializer) -> Task:
         attempt_token=record.attempt_token,
         correlation_id=record.correlation_id,
         parent_id=record.parent_id,
+        queue=record.queue,
+        priority=record.priority,
+        unique_key=record.unique_key,
+        attempts_history=attempts_history,
+        worker=record.worker,
     )
 
 
@@ -323,6 +343,11 @@ def readable_task(record: TaskRecord, serializer: Serializer) -> Task:
         attempt_token=record.attempt_token,
         correlation_id=record.correlation_id,
         parent_id=record.parent_id,
+        queue=salvage.typed("queue", record.queue, (str,), "default"),
+        priority=salvage.typed("priority", record.priority, (int,), 0),
+        unique_key=salvage.typed("unique_key", record.unique_key, (str, type(None)), None),
+        attempts_history=salvage.get("attempt history", lambda: decode_history(record.history), []),
+        worker=salvage.typed("worker", record.worker, (str, type(None)), None),
     )
     if not salvage.problems or (
         stored_error is not None and stored_error.error_type == ErrorType.SERIALIZATION
@@ -349,7 +374,8 @@ class Transition:
     new task (the next run of an interval task) to insert in the same transaction.
     ``expired_before`` (recovery of a dead worker's task) applies the transition
     only if the lease still ends before that time: a holder that renewed its
-    lease in the meantime is alive and keeps the task.
+    lease in the meantime is alive and keeps the task. ``history`` is the task's
+    whole attempt history with this attempt appended, stored with the outcome.
     """
 
     status: str
@@ -359,6 +385,7 @@ class Transition:
     eta: float | None = None
     successor: TaskRecord | None = None
     expired_before: float | None = None
+    history: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -370,10 +397,12 @@ class Transition:
 class Outcome:
     """What one attempt of a claimed task came to: a result, or an error.
 
-    ``duration`` is how long the function ran (seconds), for the log.
+    ``duration`` is how long the function ran (seconds), for the log;
+    ``started_at`` when it started (epoch seconds), for the attempt history.
     """
 
     task: Task
     result: Any = None
     error: TaskError | None = None
     duration: float | None = None
+    started_at: float | None = None

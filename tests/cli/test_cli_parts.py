@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from omniq.cli.durations import format_duration, parse_duration
+from omniq.durations import format_duration, parse_duration
 from omniq.cli.output import relative, shorten, to_json
 from omniq.cli.progress import Progress
 

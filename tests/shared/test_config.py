@@ -183,6 +183,8 @@ def test_the_type_checkers_constructor_matches_the_fields() -> None:
         annotation = ast.unparse(param.annotation) if param.annotation else None
         if f.name == "base_dir":
             assert annotation == "str | os.PathLike[str]"
+        elif f.name == "retention":
+            assert annotation == "dt.timedelta | float | None"
         else:
             assert annotation == f.type, f.name
         if f.default is dataclasses.MISSING:

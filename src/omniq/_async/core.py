@@ -17,14 +17,14 @@ from types import TracebackType
 from typing import Any
 
 from omniq._async.executor import run_inline, run_many_inline
-from omniq._async.queue import AsyncTaskQueue
+from omniq._async.queue import DEFAULT_QUEUE, AsyncTaskQueue
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.factory import storage_from_settings
 from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.worker import AsyncWorkerPool
 from omniq._concurrency import asleep
-from omniq._sync.storage.base import BaseStorage as BlockingStorage
 from omniq._validation import non_negative_number
+from omniq.blocking_storage import BlockingStorage
 from omniq.config import Settings
 from omniq.exceptions import StorageError, TaskCancelled, TaskFailed, TaskNotFound
 from omniq.models import Task, TaskStatus
@@ -91,12 +91,18 @@ class AsyncOmniQ:
         interval: dt.timedelta | float | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        unique_key: str | None = None,
     ) -> str:
         """Store a task for ``func_path`` (``"module.function"``) and return its id.
 
-        See :meth:`AsyncTaskQueue.enqueue` for the options; ``max_retries``
-        defaults to ``Settings.max_retries`` (the total number of executions).
-        In eager mode the task has run (retries included) when this returns.
+        See :meth:`AsyncTaskQueue.enqueue` for the options: ``queue`` routes it,
+        a higher ``priority`` runs it earlier, and while a task with the same
+        ``unique_key`` is pending or running that task's id is returned instead.
+        ``max_retries`` defaults to ``Settings.max_retries`` (the total number of
+        executions). In eager mode the task has run (retries included) when this
+        returns.
         """
         if self.settings.eager:
             return await run_inline(
@@ -109,9 +115,21 @@ class AsyncOmniQ:
                 max_retries,
                 timeout,
                 default_timeout=self.settings.task_timeout,
+                queue=queue,
+                priority=priority,
+                unique_key=unique_key,
             )
         return await self.queue.enqueue(
-            func_path, args, kwargs, eta, interval, max_retries, timeout
+            func_path,
+            args,
+            kwargs,
+            eta,
+            interval,
+            max_retries,
+            timeout,
+            queue=queue,
+            priority=priority,
+            unique_key=unique_key,
         )
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -171,10 +189,14 @@ class AsyncOmniQ:
         return await self.queue.cancel(task_id)
 
     async def list_tasks(
-        self, status: TaskStatus | str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        queue: str | None = None,
     ) -> list[Task]:
-        """Tasks, most recently changed first, optionally only those of ``status``."""
-        return await self.queue.list_tasks(status, limit, offset)
+        """Tasks, most recently changed first, optionally only those of ``status``/``queue``."""
+        return await self.queue.list_tasks(status, limit, offset, queue)
 
     async def retry(self, task_id: str) -> bool:
         """Run a FAILED or CANCELLED task again with a fresh budget; False otherwise."""
@@ -197,21 +219,23 @@ class AsyncOmniQ:
         return await self.queue.purge(older_than, statuses)
 
     async def stats(self) -> dict[str, Any]:
-        """Counts per status (and ``total``), and ``next_eta`` of the next pending task."""
+        """Counts per status, ``total``, ``next_eta``, and per queue its counts (``queues``)."""
         return await self.queue.stats()
 
     def worker_pool(self, **overrides: Any) -> AsyncWorkerPool:
         """A worker pool on this queue; keyword arguments override the settings.
 
         Accepted: ``concurrency``, ``poll_interval``, ``max_retries``,
-        ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``,
-        ``handle_signals``, ``name``.
+        ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``, ``prefetch``,
+        ``handle_signals``, ``name``, ``queues`` (the queues served; default every
+        queue) and ``retention`` (default ``Settings.retention``).
         """
         options: dict[str, Any] = {
             "concurrency": self.settings.concurrency,
             "poll_interval": self.settings.poll_interval,
             "max_retries": self.settings.max_retries,
             "default_timeout": self.settings.task_timeout,
+            "retention": self.settings.retention,
         }
         options.update(overrides)
         return AsyncWorkerPool(queue=self.queue, **options)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omniq import logging as omniq_logging
-from omniq._async.queue import AsyncTaskQueue
+from omniq._async.queue import DEFAULT_QUEUE, AsyncTaskQueue
 from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._concurrency import AsyncCancelled, arun_callable
 from omniq._functions import check_arguments, resolve_function
@@ -59,6 +59,7 @@ async def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome
     queue (a worker pool gathers several and records them together).
     """
     correlation_id = task.correlation_id or task.id
+    started_at = time.time()
     started = time.monotonic()
     with omniq_logging.task_context(
         task.id, "execute", correlation_id=correlation_id, worker=worker
@@ -67,7 +68,37 @@ async def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome
             task.id, task.attempts, worker=worker, correlation_id=correlation_id
         )
         result, error = await call_function(task, timeout)
-    return Outcome(task, result=result, error=error, duration=time.monotonic() - started)
+    return Outcome(
+        task,
+        result=result,
+        error=error,
+        duration=time.monotonic() - started,
+        started_at=started_at,
+    )
+
+
+class AsyncInlineExecutor:
+    """Runs tasks inside the pool's process: the default executor of a worker pool.
+
+    Coroutine functions run on the pool's event loop and plain functions on threads
+    (in the blocking twin: every task on a thread of its own, coroutine functions on
+    an event loop of that thread). A timeout cancels a coroutine; a plain function
+    past its timeout is failed as a timeout and its thread abandoned (see
+    ``omniq._concurrency``). Another executor (child processes) offers the same
+    three methods.
+    """
+
+    name = "inline"
+
+    async def start(self) -> None:
+        """Nothing to prepare: threads are started on demand."""
+
+    async def run(self, task: Task, timeout: float | None, worker: str) -> Outcome:
+        """Run one claimed task once and return its outcome (recorded by the caller)."""
+        return await run_task(task, timeout=timeout, worker=worker)
+
+    async def stop(self, grace: float) -> None:
+        """Nothing to release: running tasks are the pool's to wait for."""
 
 
 async def execute(
@@ -122,7 +153,7 @@ def _scratch_queue(queue: AsyncTaskQueue) -> AsyncTaskQueue:
 
 
 async def run_inline(
-    queue: AsyncTaskQueue,
+    task_queue: AsyncTaskQueue,
     func_path: str,
     args: Sequence[Any] | None = None,
     kwargs: Mapping[str, Any] | None = None,
@@ -132,20 +163,34 @@ async def run_inline(
     timeout: float | None = None,
     *,
     default_timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    unique_key: str | None = None,
 ) -> str:
-    """Enqueue a task and run it now, retries included; store the outcome on ``queue``.
+    """Enqueue a task and run it now, retries included; store the outcome on ``task_queue``.
 
     The task is validated as the queue's ``enqueue`` validates it, then
     claimed and executed on a scratch store of its own (so concurrent eager runs
     never take each other's tasks) until it completes or its budget is spent;
     retries do not wait for their backoff. ``eta`` and ``interval`` are kept on
     the stored task but otherwise ignored: it runs once, at once, and no next run
-    is scheduled. The finished task is then added to ``queue``'s storage, where
+    is scheduled. The finished task is then added to ``task_queue``'s storage, where
     ``get_task``/``get_result`` find it. Returns the task's id.
     """
     requested_eta = normalize_eta(eta)  # validated here: the run itself ignores it
-    scratch = _scratch_queue(queue)
-    task_id = await scratch.enqueue(func_path, args, kwargs, None, interval, max_retries, timeout)
+    scratch = _scratch_queue(task_queue)
+    task_id = await scratch.enqueue(
+        func_path,
+        args,
+        kwargs,
+        None,
+        interval,
+        max_retries,
+        timeout,
+        queue=queue,
+        priority=priority,
+        unique_key=unique_key,
+    )
     while True:
         claimed = await scratch.dequeue()
         if claimed is None or claimed.id != task_id:  # finished (an interval's next run)
@@ -155,14 +200,14 @@ async def run_inline(
             scratch,
             claimed,
             timeout=run_timeout,
-            default_max_retries=queue.max_retries,
+            default_max_retries=task_queue.max_retries,
             worker=EAGER_WORKER,
         )
     record = await scratch.storage.get(task_id)
     assert record is not None  # a scratch store loses nothing
     if requested_eta is not None:
         record = dataclasses.replace(record, eta=to_epoch(requested_eta))
-    await queue.storage.add([record])  # the interval's next run stays behind, unrun
+    await task_queue.storage.add([record])  # the interval's next run stays behind, unrun
     return task_id
 
 
@@ -188,6 +233,9 @@ async def run_many_inline(
                 item.get("max_retries"),
                 item.get("timeout"),
                 default_timeout=default_timeout,
+                queue=item.get("queue", DEFAULT_QUEUE),
+                priority=item.get("priority", 0),
+                unique_key=item.get("unique_key"),
             )
         )
     return ids

@@ -19,7 +19,7 @@ from omniq import logging as omniq_logging
 from omniq import retry
 from omniq._async.storage.adapter import as_storage
 from omniq._async.storage.base import AsyncBaseStorage
-from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq._concurrency import asleep
 from omniq._validation import (
     check_func_path,
     check_task_id,
@@ -30,13 +30,20 @@ from omniq._validation import (
     normalize_interval,
     normalize_kwargs,
     normalize_max_retries,
+    normalize_priority,
+    normalize_queue,
     normalize_timeout,
+    normalize_unique_key,
     positive_int,
     positive_number,
 )
+from omniq.blocking_storage import BlockingStorage
 from omniq.exceptions import StorageError
-from omniq.models import ErrorType, Task, TaskError, TaskStatus, new_task_id
+from omniq.history import append_history, failure_outcome, history_entry, stored_history
+from omniq.models import AttemptOutcome, ErrorType, Task, TaskError, TaskStatus, new_task_id
 from omniq.records import (
+    FINAL_STATUSES,
+    STATUSES,
     Outcome,
     TaskRecord,
     Transition,
@@ -51,9 +58,23 @@ from omniq.serialization import DEFAULT_SERIALIZER, Serializer, encode
 
 DEFAULT_LEASE_TIMEOUT = 30.0
 _ENQUEUE_OPTIONS = frozenset(
-    ("func_path", "args", "kwargs", "eta", "interval", "max_retries", "timeout")
+    (
+        "func_path",
+        "args",
+        "kwargs",
+        "eta",
+        "interval",
+        "max_retries",
+        "timeout",
+        "queue",
+        "priority",
+        "unique_key",
+    )
 )
 _RECOVERY_BATCH = 100
+DEFAULT_QUEUE = "default"
+PRUNE_BATCH = 1000  # tasks deleted per transaction by prune(): a short hold of the write lock
+FINAL_STATUS_VALUES = tuple(sorted(FINAL_STATUSES))
 
 
 class AsyncTaskQueue:
@@ -125,9 +146,9 @@ class AsyncTaskQueue:
         for callback in list(self._listeners):
             callback()
 
-    async def next_eta(self) -> dt.datetime | None:
-        """When the earliest pending task is due, if the storage can tell."""
-        eta = await self.storage.next_eta()
+    async def next_eta(self, queues: Sequence[str] | None = None) -> dt.datetime | None:
+        """When the earliest pending task (of ``queues``, or any) is due, if the store knows."""
+        eta = await self.storage.next_eta(queues)
         try:
             return from_epoch(eta)
         except (TypeError, ValueError) as error:  # a corrupt row; a claim will fail it
@@ -145,22 +166,37 @@ class AsyncTaskQueue:
         interval: dt.timedelta | float | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        unique_key: str | None = None,
     ) -> str:
         """Store a new task and return its id.
 
         ``eta`` delays the first run (a naive datetime is local time);
         ``interval`` (a ``timedelta`` or seconds) repeats the task after each run;
         ``max_retries`` is the total number of executions allowed (default: the
-        queue's); ``timeout`` bounds each execution in seconds. Bad values raise
-        ``ValueError``/``TypeError`` here, before anything is stored.
+        queue's); ``timeout`` bounds each execution in seconds. ``queue`` names the
+        queue (pools serve some queues or all); among due tasks a higher
+        ``priority`` (-100..100) runs first. While a task with the same
+        ``unique_key`` is pending or running, nothing is stored and that task's id
+        is returned. Bad values raise ``ValueError``/``TypeError`` here, before
+        anything is stored.
         """
-        record = self._new_record(func_path, args, kwargs, eta, interval, max_retries, timeout)
-        await self._store([record])
-        self._notify()
-        omniq_logging.log_task_enqueued(
-            record.id, record.func_path, correlation_id=record.correlation_id or record.id
+        record = self._new_record(
+            func_path,
+            args,
+            kwargs,
+            eta,
+            interval,
+            max_retries,
+            timeout,
+            queue,
+            priority,
+            unique_key,
         )
-        return record.id
+        (task_id,) = await self._store([record])
+        return task_id
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
         """Store many tasks in one transaction and return their ids, in order.
@@ -186,16 +222,12 @@ class AsyncTaskQueue:
                     item.get("interval"),
                     item.get("max_retries"),
                     item.get("timeout"),
+                    item.get("queue", DEFAULT_QUEUE),
+                    item.get("priority", 0),
+                    item.get("unique_key"),
                 )
             )
-        if records:
-            await self._store(records)
-            self._notify()
-        for record in records:
-            omniq_logging.log_task_enqueued(
-                record.id, record.func_path, correlation_id=record.correlation_id or record.id
-            )
-        return [record.id for record in records]
+        return await self._store(records) if records else []
 
     def _new_record(
         self,
@@ -206,12 +238,18 @@ class AsyncTaskQueue:
         interval: dt.timedelta | float | None,
         max_retries: int | None,
         timeout: float | None,
+        queue: str,
+        priority: int,
+        unique_key: str | None,
     ) -> TaskRecord:
         """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
         Built directly, without a :class:`Task` in between: enqueue is a hot path.
         """
         func_path = check_func_path(func_path)
+        queue = normalize_queue(queue)
+        priority = normalize_priority(priority)
+        unique_key = normalize_unique_key(unique_key)
         budget = normalize_max_retries(self.max_retries if max_retries is None else max_retries)
         seconds = normalize_timeout(timeout)
         step = normalize_interval(interval)
@@ -233,6 +271,9 @@ class AsyncTaskQueue:
             created_at=now,
             updated_at=now,
             correlation_id=omniq_logging.current_correlation_id(),
+            queue=queue,
+            priority=priority,
+            unique_key=unique_key,
         )
 
     def _encode(self, func_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -251,9 +292,10 @@ class AsyncTaskQueue:
                 )
         return payload
 
-    async def _store(self, records: list[TaskRecord]) -> None:
+    async def _store(self, records: list[TaskRecord]) -> list[str]:
+        """Add ``records``; return the id standing for each (a unique key's holder, or its own)."""
         try:
-            await self.storage.add(records)
+            ids = await self.storage.add(records)
         except (OSError, StorageError) as error:
             omniq_logging.log_storage_error("enqueue", str(error))
             raise StorageError(f"could not store the task: {error}") from error
@@ -264,6 +306,21 @@ class AsyncTaskQueue:
                 omniq_logging.log_storage_error("enqueue", str(error))
                 raise StorageError(f"could not store the task: {error}") from error
             raise
+        stored = False
+        for record, task_id in zip(records, ids, strict=True):
+            correlation_id = record.correlation_id or record.id
+            if task_id == record.id:
+                stored = True
+                omniq_logging.log_task_enqueued(
+                    record.id, record.func_path, correlation_id=correlation_id
+                )
+            else:
+                omniq_logging.log_task_deduplicated(
+                    task_id, record.func_path, record.unique_key, correlation_id=correlation_id
+                )
+        if stored:
+            self._notify()
+        return ids
 
     # ------------------------------------------------------------------ consuming
 
@@ -339,15 +396,17 @@ class AsyncTaskQueue:
         lease_timeout: float | None = None,
         default_max_retries: int | None = None,
         worker: str | None = None,
+        queues: Sequence[str] | None = None,
     ) -> tuple[list[bool], list[Task]]:
         """Record ``outcomes`` and claim up to ``limit`` due tasks, in one storage call.
 
         The worker's hot path: what finished and what runs next share one
-        transaction where the store allows it. Returns, per outcome, whether its
-        attempt still held the task, and the claimed tasks (see :meth:`dequeue_many`).
+        transaction where the store allows it. Only tasks of ``queues`` are claimed
+        (``None``: every queue). Returns, per outcome, whether its attempt still
+        held the task, and the claimed tasks (see :meth:`dequeue_many`).
         """
         now = time.time()
-        planned = [self._plan(outcome, now, default_max_retries) for outcome in outcomes]
+        planned = [self._plan(outcome, now, default_max_retries, worker) for outcome in outcomes]
         # Only a claimed attempt (RUNNING, with its token) can report an outcome.
         writable = [
             position
@@ -359,7 +418,9 @@ class AsyncTaskQueue:
             for i in writable
         ]
         lease = self.lease_timeout if lease_timeout is None else lease_timeout
-        finished, records = await self.storage.finish_and_claim(items, now, now + lease, limit)
+        finished, records = await self.storage.finish_and_claim(
+            items, now, now + lease, limit, queues, worker
+        )
         held = [False] * len(outcomes)
         for position, changed in zip(writable, finished, strict=True):
             held[position] = changed
@@ -390,11 +451,20 @@ class AsyncTaskQueue:
         return tasks
 
     def _plan(
-        self, outcome: Outcome, now: float, default_max_retries: int | None
+        self,
+        outcome: Outcome,
+        now: float,
+        default_max_retries: int | None,
+        worker: str | None,
     ) -> tuple[Transition, TaskError | None]:
-        """The transition an outcome leads to, and the error stored with it."""
+        """The transition an outcome leads to, and the error stored with it.
+
+        The transition carries the task's attempt history with this execution
+        appended, so the history is written with the outcome, in the same commit.
+        """
         task = outcome.task
         error = outcome.error
+        started = outcome.started_at
         if error is None:
             try:
                 encoded = encode(self.serializer, outcome.result, "the result")
@@ -405,28 +475,39 @@ class AsyncTaskQueue:
                     is_retryable=False,
                 )
             else:
+                entry = history_entry(
+                    task.attempts, worker, started, now, AttemptOutcome.COMPLETED, None
+                )
                 completed = Transition(
                     status=TaskStatus.COMPLETED.value,
                     now=now,
                     result=encoded,
                     successor=self._successor(task, now),
+                    history=append_history(stored_history(task.attempts_history), entry),
                 )
                 return completed, None
         budget = self._budget(task, default_max_retries)
         stored = dataclasses.replace(error, retry_count=task.attempts, max_retries=budget)
-        if stored.is_retryable and retry.should_retry(task.attempts, budget):
-            retried = Transition(
+        retried = stored.is_retryable and retry.should_retry(task.attempts, budget)
+        entry = history_entry(
+            task.attempts, worker, started, now, failure_outcome(stored, retried), stored
+        )
+        history = append_history(stored_history(task.attempts_history), entry)
+        if retried:
+            retry_transition = Transition(
                 status=TaskStatus.PENDING.value,
                 now=now,
                 error=encode_error(stored),
                 eta=now + retry.retry_delay(task.attempts),
+                history=history,
             )
-            return retried, stored
+            return retry_transition, stored
         failed = Transition(
             status=TaskStatus.FAILED.value,
             now=now,
             error=encode_error(stored),
             successor=self._successor(task, now),
+            history=history,
         )
         return failed, stored
 
@@ -454,11 +535,29 @@ class AsyncTaskQueue:
                 **extra,
             )
 
-    async def release(self, task: Task) -> bool:
-        """Put a claimed task back to PENDING without spending an attempt (shutdown)."""
+    async def release(
+        self,
+        task: Task,
+        *,
+        started_at: float | None = None,
+        worker: str | None = None,
+    ) -> bool:
+        """Put a claimed task back to PENDING without spending an attempt (shutdown).
+
+        For a task whose execution had begun (``started_at``, epoch seconds), a
+        ``released`` entry joins its attempt history. A task that was only claimed,
+        never started, is put back with its history unchanged.
+        """
         if task.attempt_token is None:
             return False
-        released = await self.storage.release(task.id, task.attempt_token, time.time())
+        now = time.time()
+        new_history = None
+        if started_at is not None:
+            entry = history_entry(
+                task.attempts, worker, started_at, now, AttemptOutcome.RELEASED, None
+            )
+            new_history = append_history(stored_history(task.attempts_history), entry)
+        released = await self.storage.release(task.id, task.attempt_token, now, new_history)
         if released:
             self._notify()
         return released
@@ -495,6 +594,15 @@ class AsyncTaskQueue:
                 retry_count=record.attempts,
                 max_retries=budget,
             )
+            entry = history_entry(
+                record.attempts,
+                record.worker,
+                record.started_at,
+                now,
+                AttemptOutcome.LOST,
+                lost,
+            )
+            history = append_history(record.history, entry)
             # expired_before: if the holder renews its lease meanwhile, it is alive.
             if retry.should_retry(record.attempts, budget):
                 transition = Transition(
@@ -503,6 +611,7 @@ class AsyncTaskQueue:
                     error=encode_error(lost),
                     eta=now,
                     expired_before=now,
+                    history=history,
                 )
             else:
                 transition = Transition(
@@ -510,6 +619,7 @@ class AsyncTaskQueue:
                     now=now,
                     error=encode_error(lost),
                     expired_before=now,
+                    history=history,
                 )
             if await self.storage.finish(record.id, record.attempt_token, transition):
                 handled += 1
@@ -533,9 +643,13 @@ class AsyncTaskQueue:
         return await self.storage.cancel(check_task_id(task_id), time.time())
 
     async def list_tasks(
-        self, status: TaskStatus | str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        queue: str | None = None,
     ) -> list[Task]:
-        """Tasks, most recently changed first, optionally only those of ``status``.
+        """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
 
         ``limit`` is 1 to 2**31-1, ``offset`` 0 to 2**31-1. A damaged task is listed
         with what can be decoded (see :meth:`get_task`); a record that is no task at
@@ -544,8 +658,9 @@ class AsyncTaskQueue:
         wanted = None if status is None else TaskStatus(status).value
         positive_int("limit", limit)
         non_negative_int("offset", offset)
+        chosen_queue = None if queue is None else normalize_queue(queue)
         tasks: list[Task] = []
-        for record in await self.storage.list_tasks(wanted, limit, offset):
+        for record in await self.storage.list_tasks(wanted, limit, offset, chosen_queue):
             try:
                 tasks.append(readable_task(record, self.serializer))
             except (ValueError, TypeError) as error:
@@ -593,11 +708,33 @@ class AsyncTaskQueue:
             raise ValueError(f"only finished tasks can be purged, not {', '.join(unfinished)}")
         return await self.storage.purge(time.time() - age, [status.value for status in chosen])
 
+    async def prune(self, retention: float, batch: int = PRUNE_BATCH) -> int:
+        """Delete finished tasks (completed, failed, cancelled) that finished over
+        ``retention`` seconds ago, ``batch`` at a time; return how many.
+
+        Each batch is one short transaction, so producers and workers get the store
+        between batches, however many tasks are deleted in all.
+        """
+        before = time.time() - retention
+        deleted = 0
+        while True:
+            count = await self.storage.purge(before, FINAL_STATUS_VALUES, batch)
+            deleted += count
+            if count < batch:
+                return deleted
+            await asleep(0)  # let other callers of this store in between batches
+
     async def stats(self) -> dict[str, Any]:
-        """Counts per status, their total, and when the next pending task is due."""
-        counts: dict[str, Any] = dict(await self.storage.count_by_status())
+        """Counts per status, their ``total``, ``next_eta``, and ``queues``: per queue,
+        its counts per status."""
+        per_queue = await self.storage.count_by_queue()
+        counts: dict[str, Any] = dict.fromkeys(STATUSES, 0)
+        for queue_counts in per_queue.values():
+            for status, count in queue_counts.items():
+                counts[status] += count
         counts["total"] = sum(counts.values())
         counts["next_eta"] = await self.next_eta()
+        counts["queues"] = {name: dict(per_queue[name]) for name in sorted(per_queue)}
         return counts
 
     # ------------------------------------------------------------------ internals
@@ -644,6 +781,8 @@ class AsyncTaskQueue:
             lease_until=None,
             attempt_token=None,
             parent_id=task.id,
+            attempts_history=[],
+            worker=None,
         )
         return record_from_task(successor, self.serializer)
 

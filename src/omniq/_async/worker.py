@@ -1,23 +1,37 @@
 """``AsyncWorkerPool``: claim due tasks and run them, ``concurrency`` at a time.
 
-One dispatcher loop claims tasks in batches (up to the free slots), starts each
-on its own unit of concurrency (an asyncio task here, a thread in the blocking
-twin), renews the leases of running tasks, recovers tasks of dead workers, and
-sleeps on an event that a finishing task or ``stop()`` sets. Both twins run
-coroutine functions and plain functions (see ``omniq._concurrency``).
+One dispatcher loop claims tasks in batches (up to the free slots), hands each to
+the pool's executor on its own unit of concurrency (an asyncio task here, a thread
+in the blocking twin), records outcomes together with the next claim, and sleeps
+on an event that a finishing task, a same-process enqueue or ``stop()`` sets.
+Background duties (lease renewal, recovery of dead workers' tasks, pruning of old
+history) run beside it as supervised loops of their own (``omniq._async.duties``).
+Both twins run coroutine functions and plain functions (see ``omniq._concurrency``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from omniq import logging as omniq_logging
-from omniq._async.executor import log_lost, run_task
+from omniq._async.duties import (
+    AsyncDuties,
+    AsyncDuty,
+    AsyncLeaseKeeper,
+    AsyncLeaseRecovery,
+    AsyncPruner,
+)
+from omniq._async.executor import AsyncInlineExecutor, log_lost
 from omniq._async.queue import AsyncTaskQueue
 from omniq._async.storage.base import AsyncBaseStorage
+from omniq._backoff import Backoff, FailureReport
 from omniq._concurrency import (
     AsyncCancelled,
     AsyncEvent,
@@ -28,19 +42,33 @@ from omniq._concurrency import (
     ajoin,
     aspawn,
 )
-from omniq._sync.storage.base import BaseStorage as BlockingStorage
 from omniq._validation import (
+    non_negative_int,
     non_negative_number,
     normalize_max_retries,
+    normalize_queues,
+    normalize_retention,
     normalize_timeout,
     positive_int,
     positive_number,
 )
+from omniq.blocking_storage import BlockingStorage
+from omniq.config import DEFAULT_RETENTION
 from omniq.models import Task, TaskError
 from omniq.records import Outcome
 from omniq.serialization import Serializer
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+_STORE_BACKOFF_CAP = 5.0  # longest wait between two tries of a failing store
+
+
+@dataclass
+class _Claimed:
+    """A task this pool holds: ready to start, running (``handle``), or finished."""
+
+    task: Task
+    handle: AsyncHandle | None = None
+    started_at: float | None = None  # epoch seconds, for the attempt history
 
 
 class AsyncWorkerPool:
@@ -58,6 +86,12 @@ class AsyncWorkerPool:
       that other workers should rather take.
     * ``handle_signals``: stop gracefully on SIGINT/SIGTERM (a second signal stops
       at once) while ``process_tasks`` runs in the main thread.
+    * ``name``: the pool's name in logs and in the attempt history.
+    * ``queues``: the queues served (``None``, the default: every queue, so no task
+      is stranded by a forgotten name). A pool never claims a task of another queue.
+    * ``retention``: finished tasks older than this (a ``timedelta`` or seconds;
+      default 7 days) are deleted by the pool, at start and every minute; ``None``
+      keeps them all.
     """
 
     def __init__(
@@ -75,6 +109,8 @@ class AsyncWorkerPool:
         prefetch: int | None = None,
         handle_signals: bool = True,
         name: str | None = None,
+        queues: Sequence[str] | None = None,
+        retention: dt.timedelta | float | None = DEFAULT_RETENTION,
     ) -> None:
         self._owns_queue = queue is None
         if queue is None:
@@ -86,20 +122,27 @@ class AsyncWorkerPool:
             "lease_timeout", queue.lease_timeout if lease_timeout is None else lease_timeout
         )
         self.concurrency = positive_int("concurrency", concurrency)
-        self.prefetch = self.concurrency if prefetch is None else _non_negative_int(prefetch)
+        self.prefetch = (
+            self.concurrency if prefetch is None else non_negative_int("prefetch", prefetch)
+        )
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
         self.shutdown_timeout = non_negative_number("shutdown_timeout", shutdown_timeout)
         self.handle_signals = handle_signals
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
-        # Claimed and not yet recorded: ready (no handle yet), running, or finished.
-        self._inflight: dict[str, tuple[Task, AsyncHandle | None]] = {}
+        self.queues = normalize_queues(queues)
+        self.retention = normalize_retention(retention)
+        self.executor = AsyncInlineExecutor()
+        self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
         self._running = 0
         self._finished: list[Outcome] = []  # run, outcome not yet recorded
         self._guard = AsyncThreadGuard()
         self._wake: AsyncEvent | None = None
+        self._duties = AsyncDuties(self.name)
+        self._store_backoff = Backoff(first=0.05, cap=_STORE_BACKOFF_CAP)
+        self._store_report = FailureReport("finish_and_claim", worker=self.name)
         self._started = False
         self._stopping = False
         self._aborting = False
@@ -116,8 +159,18 @@ class AsyncWorkerPool:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def duties(self) -> list[AsyncDuty]:
+        """The background duties this pool runs beside its dispatcher."""
+        chosen: list[AsyncDuty] = [
+            AsyncLeaseKeeper(self.queue, self.lease_timeout, self._held_tasks, self._drop_lost),
+            AsyncLeaseRecovery(self.queue, self.lease_timeout / 3, self.max_retries),
+        ]
+        if self.retention is not None:
+            chosen.append(AsyncPruner(self.queue, self.retention, self.name))
+        return chosen
+
     async def start(self) -> None:
-        """Open the queue and recover tasks of dead workers. Idempotent."""
+        """Open the queue, start the duties (recovering dead workers' tasks first). Idempotent."""
         if self._started:
             return
         # Created here rather than in __init__, so it belongs to the running loop.
@@ -125,9 +178,12 @@ class AsyncWorkerPool:
         await self.queue.open()
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
+        await self.executor.start()
         self._started = True
-        omniq_logging.log_worker_started(self.name, concurrency=self.concurrency)
-        await self._maintain()
+        omniq_logging.log_worker_started(
+            self.name, concurrency=self.concurrency, queues=list(self.queues or ["*"])
+        )
+        await self._duties.start(self.duties())
 
     async def __aenter__(self) -> AsyncWorkerPool:
         await self.start()
@@ -159,6 +215,8 @@ class AsyncWorkerPool:
             assert self._wake is not None
             await self._wake.wait(0.05)
         await self._release_unfinished()
+        await self._duties.stop()
+        await self.executor.stop(0.0)
         self._started = False
         if self._wake is not None:
             self.queue.remove_listener(self._wake.set)
@@ -208,8 +266,6 @@ class AsyncWorkerPool:
     async def _serve(self, limit: int | None, duration: float | None) -> int:
         assert self._wake is not None
         deadline = None if duration is None else time.monotonic() + duration
-        beat_every = self.lease_timeout / 3
-        next_beat = time.monotonic() + beat_every
         drain_deadline: float | None = None
         finished_before = self._processed
         claimed = 0
@@ -238,96 +294,147 @@ class AsyncWorkerPool:
                     wanted = min(wanted, limit - claimed)
                 wanted = max(wanted, 0)
             self._start_ready()  # slots freed by finished tasks: no need to wait for the write
-            got = await self._settle_and_claim(wanted)
+            got, failed_for = await self._settle_and_claim(wanted)
             claimed += got
+            await self._renew_stale_ready()
             self._start_ready()
             if not self._inflight:
                 if not may_claim:
                     break
-                if got == 0 and limit is not None and deadline is None:
+                if got == 0 and failed_for is None and limit is not None and deadline is None:
                     break  # nothing is due: a limited run returns rather than waits
             if self._aborting or (drain_deadline is not None and now >= drain_deadline):
                 break
-            if now >= next_beat:
-                await self._maintain()
-                next_beat = now + beat_every
-            wait = min(self.poll_interval, max(next_beat - now, 0.0))
+            wait = self.poll_interval
             if deadline is not None and not out_of_time:
                 wait = min(wait, max(deadline - now, 0.0))
             if drain_deadline is not None:
                 wait = min(wait, max(drain_deadline - now, 0.0))
-            if got < wanted:
+            if failed_for is not None:
+                wait = min(wait, failed_for)  # a failing store: back off, then try again
+            elif got < wanted:
                 wait = min(wait, await self._until_next_due())
             await self._wake.wait(wait)
         await self._release_unfinished()
         return self._processed - finished_before
 
-    async def _settle_and_claim(self, wanted: int) -> int:
+    async def _settle_and_claim(self, wanted: int) -> tuple[int, float | None]:
         """Record what finished and claim up to ``wanted`` more, in one storage call.
 
-        Many tasks finishing close together share one transaction (one disk sync).
-        If the write fails the outcomes are kept and written on the next call; the
-        tasks stay in flight (leases renewed) meanwhile, so nothing is lost; a crash
-        before the write leaves them RUNNING until their lease ends, then they run
-        again.
+        Returns how many tasks were claimed, and, when the store failed, how long to
+        back off before the next try. Many tasks finishing close together share one
+        transaction (one disk sync). If the write fails the outcomes are kept and
+        written on the next call; the tasks stay in flight (leases renewed)
+        meanwhile, so nothing is lost; a crash before the write leaves them RUNNING
+        until their lease ends, then they run again.
         """
         with self._guard:
             outcomes, self._finished = self._finished, []
         if not outcomes and wanted <= 0:
-            return 0
+            return 0, None
         try:
             held, tasks = await self.queue.settle_and_claim(
-                outcomes, wanted, self.lease_timeout, self.max_retries, self.name
+                outcomes, wanted, self.lease_timeout, self.max_retries, self.name, self.queues
             )
-        except Exception as error:  # a busy or broken store: log, wait, try again
-            omniq_logging.log_storage_error("finish_and_claim", str(error), worker=self.name)
+        except AsyncCancelled:
+            raise
+        except Exception as error:  # a busy or broken store: log, back off, try again
             with self._guard:
                 self._finished[:0] = outcomes
-            return 0
+            retry_in = self._store_backoff.failed()
+            self._store_report.failed(error, retry_in)
+            return 0, retry_in
+        self._store_backoff.succeeded()
+        self._store_report.succeeded()
         with self._guard:
             for outcome in outcomes:
                 self._inflight.pop(outcome.task.id, None)
             self._processed += len(outcomes)
             for task in tasks:
-                self._inflight[task.id] = (task, None)
+                self._inflight[task.id] = _Claimed(task)
                 self._ready.append(task)
         for outcome, kept in zip(outcomes, held, strict=True):
             if not kept:
                 log_lost(self.name, outcome.task)
-        return len(tasks)
+        return len(tasks), None
+
+    async def _renew_stale_ready(self) -> None:
+        """Renew the leases of ready tasks claimed over half a lease ago, before they start.
+
+        A pool that was paused (SIGSTOP, a VM pause, a long GC) past its lease may hold
+        ready tasks that another worker has taken over since; starting one would run
+        it twice. Those whose lease is gone are dropped.
+        """
+        horizon = time.time() + self.lease_timeout / 2
+        with self._guard:
+            if not self._ready or self._running >= self.concurrency:
+                return
+            stale = [
+                task
+                for task in self._ready
+                if task.lease_until is None or task.lease_until.timestamp() < horizon
+            ]
+        if not stale:
+            return
+        try:
+            lost = await self.queue.heartbeat(stale, self.lease_timeout)
+        except AsyncCancelled:
+            raise
+        except Exception as error:  # unsure whether they are still ours: keep them waiting
+            omniq_logging.log_storage_error("heartbeat", error, worker=self.name)
+            return
+        renewed = dt.datetime.fromtimestamp(time.time() + self.lease_timeout, dt.timezone.utc)
+        kept = {task.id for task in stale} - set(lost)
+        with self._guard:
+            self._ready = deque(
+                _with_lease(task, renewed) if task.id in kept else task for task in self._ready
+            )
+        if lost:
+            self._drop_lost(lost)
 
     def _start_ready(self) -> None:
         """Start claimed tasks while fewer than ``concurrency`` run."""
         with self._guard:
             while self._ready and self._running < self.concurrency:
                 task = self._ready.popleft()
+                claimed = self._inflight.get(task.id)
+                if claimed is None:  # dropped: its lease was lost before it started
+                    continue
                 self._running += 1
-                handle = aspawn(self._execute, task, name=f"omniq-task-{task.id}")
-                self._inflight[task.id] = (task, handle)
+                claimed.task = task
+                claimed.started_at = time.time()
+                claimed.handle = aspawn(self._execute, task, name=f"omniq-task-{task.id}")
+
+    def _held_tasks(self) -> list[Task]:
+        """Every task this pool holds a lease on (for the lease keeper)."""
+        with self._guard:
+            return [claimed.task for claimed in self._inflight.values()]
+
+    def _drop_lost(self, task_ids: list[str]) -> None:
+        """Forget claimed tasks whose lease another worker took over, unless they run."""
+        with self._guard:
+            for task_id in task_ids:
+                claimed = self._inflight.get(task_id)
+                if claimed is not None and claimed.handle is None:
+                    del self._inflight[task_id]
+                    self._ready = deque(task for task in self._ready if task.id != task_id)
+        for task_id in task_ids:
+            omniq_logging.get_logger().warning(
+                f"{self.name} lost task {task_id}: its lease was taken over"
+            )
 
     async def _until_next_due(self) -> float:
         """Seconds until the next pending task is due (the poll interval if unknown)."""
         try:
-            eta = await self.queue.storage.next_eta()
+            eta = await self.queue.storage.next_eta(self.queues)
+        except AsyncCancelled:
+            raise
         except Exception as error:
             omniq_logging.log_storage_error("next_eta", str(error), worker=self.name)
             return self.poll_interval
         if eta is None:
             return self.poll_interval
         return max(eta - time.time(), 0.0)
-
-    async def _maintain(self) -> None:
-        """Renew the leases of running tasks and recover tasks of dead workers."""
-        with self._guard:
-            running = [task for task, _ in self._inflight.values()]
-        try:
-            for task_id in await self.queue.heartbeat(running, self.lease_timeout):
-                omniq_logging.get_logger().warning(
-                    f"{self.name} lost task {task_id}: its lease was taken over"
-                )
-            await self.queue.recover_expired(self.max_retries)
-        except Exception as error:
-            omniq_logging.log_storage_error("heartbeat", str(error), worker=self.name)
 
     async def _release_unfinished(self) -> None:
         """Record what finished; put back (as PENDING) what is ready or still running.
@@ -339,19 +446,21 @@ class AsyncWorkerPool:
         with self._guard:
             unfinished = list(self._inflight.values())
             self._ready.clear()
-        handles = [handle for _, handle in unfinished if handle is not None]
-        for task, handle in unfinished:
-            if handle is not None:
-                acancel(handle)
+        handles = [claimed.handle for claimed in unfinished if claimed.handle is not None]
+        for claimed in unfinished:
+            if claimed.handle is not None:
+                acancel(claimed.handle)
             try:
-                await self.queue.release(task)
+                await self.queue.release(
+                    claimed.task, started_at=claimed.started_at, worker=self.name
+                )
             except Exception as error:
-                omniq_logging.log_storage_error("release", str(error), task_id=task.id)
+                omniq_logging.log_storage_error("release", str(error), task_id=claimed.task.id)
         if handles:
             await ajoin(handles, 1.0)  # give cancelled coroutines a moment to unwind
         with self._guard:
-            for task, _ in unfinished:
-                self._inflight.pop(task.id, None)
+            for claimed in unfinished:
+                self._inflight.pop(claimed.task.id, None)
             self._finished.clear()
 
     # ------------------------------------------------------------------ one task
@@ -359,12 +468,12 @@ class AsyncWorkerPool:
     async def _execute(self, task: Task) -> None:
         timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
-            outcome = await run_task(task, timeout=timeout, worker=self.name)
+            outcome = await self.executor.run(task, timeout, self.name)
         except AsyncCancelled:
             with self._guard:
                 self._running -= 1
             raise
-        except Exception as error:  # run_task reports task errors: this is omniq's own bug
+        except Exception as error:  # executors report task errors: this is omniq's own bug
             omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
             outcome = Outcome(task, error=TaskError.from_exception(error))
         with self._guard:
@@ -374,7 +483,5 @@ class AsyncWorkerPool:
             self._wake.set()
 
 
-def _non_negative_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"prefetch must be an int >= 0, got {value!r}")
-    return value
+def _with_lease(task: Task, lease_until: dt.datetime) -> Task:
+    return dataclasses.replace(task, lease_until=lease_until)

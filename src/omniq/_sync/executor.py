@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omniq import logging as omniq_logging
-from omniq._sync.queue import TaskQueue
+from omniq._sync.queue import DEFAULT_QUEUE, TaskQueue
 from omniq._sync.storage.memory import MemoryStorage
 from omniq._concurrency import Cancelled, run_callable
 from omniq._functions import check_arguments, resolve_function
@@ -60,6 +60,7 @@ def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome:
     queue (a worker pool gathers several and records them together).
     """
     correlation_id = task.correlation_id or task.id
+    started_at = time.time()
     started = time.monotonic()
     with omniq_logging.task_context(
         task.id, "execute", correlation_id=correlation_id, worker=worker
@@ -68,7 +69,37 @@ def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome:
             task.id, task.attempts, worker=worker, correlation_id=correlation_id
         )
         result, error = call_function(task, timeout)
-    return Outcome(task, result=result, error=error, duration=time.monotonic() - started)
+    return Outcome(
+        task,
+        result=result,
+        error=error,
+        duration=time.monotonic() - started,
+        started_at=started_at,
+    )
+
+
+class InlineExecutor:
+    """Runs tasks inside the pool's process: the default executor of a worker pool.
+
+    Coroutine functions run on the pool's event loop and plain functions on threads
+    (in the blocking twin: every task on a thread of its own, coroutine functions on
+    an event loop of that thread). A timeout cancels a coroutine; a plain function
+    past its timeout is failed as a timeout and its thread abandoned (see
+    ``omniq._concurrency``). Another executor (child processes) offers the same
+    three methods.
+    """
+
+    name = "inline"
+
+    def start(self) -> None:
+        """Nothing to prepare: threads are started on demand."""
+
+    def run(self, task: Task, timeout: float | None, worker: str) -> Outcome:
+        """Run one claimed task once and return its outcome (recorded by the caller)."""
+        return run_task(task, timeout=timeout, worker=worker)
+
+    def stop(self, grace: float) -> None:
+        """Nothing to release: running tasks are the pool's to wait for."""
 
 
 def execute(
@@ -123,7 +154,7 @@ def _scratch_queue(queue: TaskQueue) -> TaskQueue:
 
 
 def run_inline(
-    queue: TaskQueue,
+    task_queue: TaskQueue,
     func_path: str,
     args: Sequence[Any] | None = None,
     kwargs: Mapping[str, Any] | None = None,
@@ -133,20 +164,34 @@ def run_inline(
     timeout: float | None = None,
     *,
     default_timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    unique_key: str | None = None,
 ) -> str:
-    """Enqueue a task and run it now, retries included; store the outcome on ``queue``.
+    """Enqueue a task and run it now, retries included; store the outcome on ``task_queue``.
 
     The task is validated as the queue's ``enqueue`` validates it, then
     claimed and executed on a scratch store of its own (so concurrent eager runs
     never take each other's tasks) until it completes or its budget is spent;
     retries do not wait for their backoff. ``eta`` and ``interval`` are kept on
     the stored task but otherwise ignored: it runs once, at once, and no next run
-    is scheduled. The finished task is then added to ``queue``'s storage, where
+    is scheduled. The finished task is then added to ``task_queue``'s storage, where
     ``get_task``/``get_result`` find it. Returns the task's id.
     """
     requested_eta = normalize_eta(eta)  # validated here: the run itself ignores it
-    scratch = _scratch_queue(queue)
-    task_id = scratch.enqueue(func_path, args, kwargs, None, interval, max_retries, timeout)
+    scratch = _scratch_queue(task_queue)
+    task_id = scratch.enqueue(
+        func_path,
+        args,
+        kwargs,
+        None,
+        interval,
+        max_retries,
+        timeout,
+        queue=queue,
+        priority=priority,
+        unique_key=unique_key,
+    )
     while True:
         claimed = scratch.dequeue()
         if claimed is None or claimed.id != task_id:  # finished (an interval's next run)
@@ -156,14 +201,14 @@ def run_inline(
             scratch,
             claimed,
             timeout=run_timeout,
-            default_max_retries=queue.max_retries,
+            default_max_retries=task_queue.max_retries,
             worker=EAGER_WORKER,
         )
     record = scratch.storage.get(task_id)
     assert record is not None  # a scratch store loses nothing
     if requested_eta is not None:
         record = dataclasses.replace(record, eta=to_epoch(requested_eta))
-    queue.storage.add([record])  # the interval's next run stays behind, unrun
+    task_queue.storage.add([record])  # the interval's next run stays behind, unrun
     return task_id
 
 
@@ -189,6 +234,9 @@ def run_many_inline(
                 item.get("max_retries"),
                 item.get("timeout"),
                 default_timeout=default_timeout,
+                queue=item.get("queue", DEFAULT_QUEUE),
+                priority=item.get("priority", 0),
+                unique_key=item.get("unique_key"),
             )
         )
     return ids

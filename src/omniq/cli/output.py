@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from omniq.cli.durations import format_duration
+from omniq.durations import format_duration
 from omniq.models import Task, TaskError
 
 EMPTY = "-"

@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 
 from omniq import __version__, limits
 from omniq._validation import check_task_id
-from omniq.cli.durations import parse_duration
 from omniq.cli.errors import UsageError
+from omniq.durations import parse_duration
 from omniq.models import TaskStatus
 
 STORE_BACKENDS = ("sqlite", "file", "postgres")

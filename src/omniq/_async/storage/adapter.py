@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import arun_blocking
-from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq.blocking_storage import BlockingStorage, is_blocking_storage
 from omniq.records import TaskRecord, Transition
 
 
@@ -42,13 +42,20 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """Forward to the wrapped storage."""
         self.inner.unsubscribe(callback)
 
-    async def add(self, records: Sequence[TaskRecord]) -> None:
+    async def add(self, records: Sequence[TaskRecord]) -> list[str]:
         """See :meth:`AsyncBaseStorage.add`."""
-        await arun_blocking(self.inner.add, records)
+        return await arun_blocking(self.inner.add, records)
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
+    async def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
         """See :meth:`AsyncBaseStorage.claim`."""
-        return await arun_blocking(self.inner.claim, now, lease_until, limit)
+        return await arun_blocking(self.inner.claim, now, lease_until, limit, queues, worker)
 
     async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """See :meth:`AsyncBaseStorage.finish`."""
@@ -64,13 +71,19 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         now: float,
         lease_until: float,
         limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> tuple[list[bool], list[TaskRecord]]:
         """See :meth:`AsyncBaseStorage.finish_and_claim` (one transaction where the inner can)."""
-        return await arun_blocking(self.inner.finish_and_claim, items, now, lease_until, limit)
+        return await arun_blocking(
+            self.inner.finish_and_claim, items, now, lease_until, limit, queues, worker
+        )
 
-    async def release(self, task_id: str, token: str, now: float) -> bool:
+    async def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """See :meth:`AsyncBaseStorage.release`."""
-        return await arun_blocking(self.inner.release, task_id, token, now)
+        return await arun_blocking(self.inner.release, task_id, token, now, history)
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """See :meth:`AsyncBaseStorage.heartbeat`."""
@@ -84,13 +97,19 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """See :meth:`AsyncBaseStorage.get`."""
         return await arun_blocking(self.inner.get, task_id)
 
-    async def next_eta(self) -> float | None:
+    async def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """See :meth:`AsyncBaseStorage.next_eta`."""
-        return await arun_blocking(self.inner.next_eta)
+        return await arun_blocking(self.inner.next_eta, queues)
 
-    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+    async def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
         """See :meth:`AsyncBaseStorage.list_tasks`."""
-        return await arun_blocking(self.inner.list_tasks, status, limit, offset)
+        return await arun_blocking(self.inner.list_tasks, status, limit, offset, queue)
+
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """See :meth:`AsyncBaseStorage.count_by_queue`."""
+        return await arun_blocking(self.inner.count_by_queue)
 
     async def count_by_status(self) -> dict[str, int]:
         """See :meth:`AsyncBaseStorage.count_by_status`."""
@@ -100,9 +119,9 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """See :meth:`AsyncBaseStorage.requeue`."""
         return await arun_blocking(self.inner.requeue, task_id, now)
 
-    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+    async def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """See :meth:`AsyncBaseStorage.purge`."""
-        return await arun_blocking(self.inner.purge, before, statuses)
+        return await arun_blocking(self.inner.purge, before, statuses, limit)
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
@@ -113,7 +132,7 @@ def as_storage(storage: AsyncBaseStorage | BlockingStorage) -> AsyncBaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""
     if isinstance(storage, AsyncBaseStorage):
         return storage
-    if isinstance(storage, BlockingStorage):
+    if is_blocking_storage(storage):
         return AsyncStorageAdapter(storage)
     raise TypeError(
         f"storage must be an omniq storage (e.g. SQLiteStorage, FileStorage), got {storage!r}"

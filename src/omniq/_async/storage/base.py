@@ -2,9 +2,17 @@
 
 A storage keeps :class:`~omniq.records.TaskRecord` rows and offers a handful of
 atomic operations. It holds no queue logic: the retry budget, backoff, interval
-rescheduling and serialization belong to the queue. Every method that changes a
-RUNNING task is conditional on the attempt token issued by :meth:`claim`, so a
-worker whose lease was taken over can never overwrite the newer attempt.
+rescheduling, attempt history and serialization belong to the queue. Every method
+that changes a RUNNING task is conditional on the attempt token issued by
+:meth:`claim`, so a worker whose lease was taken over can never overwrite the
+newer attempt.
+
+Schema v2 adds three rules every backend settles inside the store, never by a
+read-then-write in Python: the claim order (higher ``priority`` first, then
+earlier ``eta``, then enqueue order, among the due tasks of the queues asked
+for); routing (a claim takes only tasks of the queues it names); and unique keys
+(while a task with a ``unique_key`` is pending or running, no other task with that
+key is stored).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from omniq.records import TaskRecord, Transition
+from omniq.records import STATUSES, TaskRecord, Transition
 
 
 class AsyncBaseStorage(ABC):
@@ -48,16 +56,32 @@ class AsyncBaseStorage(ABC):
         await self.close()
 
     @abstractmethod
-    async def add(self, records: Sequence[TaskRecord]) -> None:
-        """Store new PENDING tasks, all or none, durably before returning."""
+    async def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Store new PENDING tasks, all or none, durably before returning.
+
+        Returns, per record, the id of the task that now stands for it: its own, or,
+        for a record whose ``unique_key`` is held by a pending or running task, that
+        task's id (the record is then not stored). The rule also holds between the
+        records of one call (the first one with a key is stored), and between
+        concurrent callers in any thread or process.
+        """
 
     @abstractmethod
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Atomically take up to ``limit`` due PENDING tasks, oldest first.
+    async def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
+        """Atomically take up to ``limit`` due PENDING tasks of ``queues`` (``None``: all).
 
-        Due means ``eta <= now``; oldest means by eta, then enqueue order. Each
-        claimed task becomes RUNNING with ``attempts`` one higher, a fresh
-        ``attempt_token`` and ``lease_until`` set. No two claims, from any thread
+        Due means ``eta <= now``. They come in claim order: higher ``priority``
+        first, then earlier ``eta``, then enqueue order; a task not yet due is never
+        taken, whatever its priority. Each claimed task becomes RUNNING with
+        ``attempts`` one higher, a fresh ``attempt_token``, ``lease_until`` set and
+        ``worker`` (the claiming pool's name) recorded. No two claims, from any thread
         or process, ever return the same attempt.
         """
 
@@ -85,6 +109,8 @@ class AsyncBaseStorage(ABC):
         now: float,
         lease_until: float,
         limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> tuple[list[bool], list[TaskRecord]]:
         """:meth:`finish_many`, then :meth:`claim` up to ``limit`` (skipped when 0).
 
@@ -93,14 +119,18 @@ class AsyncBaseStorage(ABC):
         default makes the two calls, which is just as correct.
         """
         finished = await self.finish_many(items) if items else []
-        claimed = await self.claim(now, lease_until, limit) if limit > 0 else []
+        claimed = await self.claim(now, lease_until, limit, queues, worker) if limit > 0 else []
         return finished, claimed
 
     @abstractmethod
-    async def release(self, task_id: str, token: str, now: float) -> bool:
+    async def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put a RUNNING task back to PENDING, due now, without spending an attempt.
 
         Used at shutdown for tasks that did not finish. Conditional on ``token``.
+        ``history``, when given, replaces the stored attempt history (the queue
+        appends a ``released`` entry for an execution that had started).
         """
 
     @abstractmethod
@@ -115,36 +145,51 @@ class AsyncBaseStorage(ABC):
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, in any state, or ``None``."""
 
-    async def next_eta(self) -> float | None:
-        """The earliest eta of a PENDING task, or ``None`` (none, or not known).
+    async def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
+        """The earliest eta of a PENDING task of ``queues`` (``None``: all), or ``None``.
 
-        Lets an idle worker sleep exactly until the next task is due. A store that
-        cannot answer cheaply keeps this default, and workers fall back to polling.
+        ``None`` also means "not known". Lets an idle worker sleep exactly until the
+        next task is due. A store that cannot answer cheaply keeps this default, and
+        workers fall back to polling.
         """
         return None
 
     @abstractmethod
-    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Up to ``limit`` tasks (of ``status``, or all), most recently changed first."""
+    async def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Up to ``limit`` tasks (of ``status`` and of ``queue``, or all), newest change first."""
 
     @abstractmethod
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Per queue that has tasks, the number of its tasks in each status (zeros included)."""
+
     async def count_by_status(self) -> dict[str, int]:
         """The number of tasks in each status, every status present (zeros included)."""
+        totals = dict.fromkeys(STATUSES, 0)
+        for counts in (await self.count_by_queue()).values():
+            for status, count in counts.items():
+                totals[status] += count
+        return totals
 
     @abstractmethod
     async def requeue(self, task_id: str, now: float) -> bool:
         """Put a FAILED or CANCELLED task back to PENDING, due ``now``, with a fresh budget.
 
-        ``attempts`` goes back to 0 and the error, result and finish time are cleared.
-        False (nothing changed) for a task in any other state, or an unknown id.
+        ``attempts`` goes back to 0 and the error, result and finish time are cleared
+        (the attempt history is kept). False (nothing changed) for a task in any
+        other state, an unknown id, or a task whose ``unique_key`` another pending or
+        running task holds now.
         """
 
     @abstractmethod
-    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+    async def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete tasks in the given final statuses that finished before ``before``.
 
-        Statuses that are not final (pending, running) are ignored. Returns how
-        many tasks were deleted.
+        Statuses that are not final (pending, running) are ignored. With ``limit``
+        at most that many are deleted (in one short transaction), so a large purge
+        can run in batches without holding a write lock for long. Returns how many
+        tasks were deleted.
         """
 
     @abstractmethod

@@ -15,46 +15,112 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncThreadGuard
 from omniq.records import FINAL_STATUSES, STATUSES, TaskRecord, Transition
 
+_ACTIVE = frozenset(("pending", "running"))
+_Level = tuple[str, int]  # (queue, priority)
+
 
 class AsyncMemoryStorage(AsyncBaseStorage):
-    """Tasks in a dict, with a heap of due PENDING tasks ordered by (eta, enqueue order)."""
+    """Tasks in a dict; due PENDING tasks in one heap per (queue, priority).
+
+    Each heap is ordered by (eta, enqueue order); a claim takes, among the heads of
+    the heaps of the queues asked for, the highest priority, then the earliest eta.
+    Heap entries go stale when a task leaves PENDING; they are skipped when met.
+    """
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskRecord] = {}
-        self._due: list[tuple[float, int, str]] = []  # (eta, seq, id); stale entries skipped
+        self._due: dict[_Level, list[tuple[float, int, str]]] = {}
+        self._unique: dict[str, str] = {}  # unique_key -> id of the pending/running holder
         self._seq = 0
         self._guard = AsyncThreadGuard()
 
     def _push(self, record: TaskRecord) -> None:
         self._seq += 1
-        heapq.heappush(self._due, (record.eta, self._seq, record.id))
+        heap = self._due.setdefault((record.queue, record.priority), [])
+        heapq.heappush(heap, (record.eta, self._seq, record.id))
 
-    async def add(self, records: Sequence[TaskRecord]) -> None:
-        """Store copies of new tasks."""
+    def _live(self, entry: tuple[float, int, str]) -> bool:
+        record = self._tasks.get(entry[2])
+        return record is not None and record.status == "pending" and record.eta == entry[0]
+
+    def _head(self, level: _Level) -> tuple[float, int, str] | None:
+        """The first live entry of a level's heap (stale ones are dropped on the way)."""
+        heap = self._due.get(level)
+        while heap:
+            if self._live(heap[0]):
+                return heap[0]
+            heapq.heappop(heap)
+        if heap is not None:
+            del self._due[level]
+        return None
+
+    def _levels(self, queues: Sequence[str] | None) -> list[_Level]:
+        if queues is None:
+            return list(self._due)
+        wanted = set(queues)
+        return [level for level in self._due if level[0] in wanted]
+
+    def _settle_key(self, record: TaskRecord) -> None:
+        """Free a unique key whose holder left pending/running."""
+        key = record.unique_key
+        if key is not None and record.status not in _ACTIVE and self._unique.get(key) == record.id:
+            del self._unique[key]
+
+    async def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Store copies of new tasks; a record whose unique key is held is not stored."""
         with self._guard:
             for record in records:
                 if record.id in self._tasks:
                     raise ValueError(f"a task with id {record.id!r} already exists")
+            ids: list[str] = []
             for record in records:
-                self._tasks[record.id] = dataclasses.replace(record)
-                self._push(record)
+                key = record.unique_key
+                holder = self._unique.get(key) if key is not None else None
+                if holder is not None:
+                    ids.append(holder)
+                    continue
+                stored = dataclasses.replace(record)
+                self._tasks[record.id] = stored
+                if key is not None and stored.status in _ACTIVE:
+                    self._unique[key] = record.id
+                if stored.status == "pending":
+                    self._push(stored)
+                ids.append(record.id)
+            return ids
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Pop up to ``limit`` due tasks off the heap."""
+    async def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
+        """Take up to ``limit`` due tasks: highest priority, then earliest eta, then order."""
         token = uuid.uuid4().hex
         claimed: list[TaskRecord] = []
         with self._guard:
-            while self._due and len(claimed) < limit and self._due[0][0] <= now:
-                eta, _, task_id = heapq.heappop(self._due)
-                record = self._tasks.get(task_id)
-                if record is None or record.status != "pending" or record.eta != eta:
-                    continue  # stale heap entry: cancelled, or re-pushed with a new eta
+            levels = self._levels(queues)
+            while len(claimed) < limit:
+                best: tuple[tuple[int, float, int], _Level] | None = None
+                for level in levels:
+                    head = self._head(level)
+                    if head is None or head[0] > now:
+                        continue
+                    rank = (-level[1], head[0], head[1])
+                    if best is None or rank < best[0]:
+                        best = (rank, level)
+                if best is None:
+                    break
+                _, _, task_id = heapq.heappop(self._due[best[1]])
+                record = self._tasks[task_id]
                 record.status = "running"
                 record.attempts += 1
                 record.attempt_token = token
                 record.lease_until = lease_until
                 record.started_at = now
                 record.updated_at = now
+                record.worker = worker
                 claimed.append(dataclasses.replace(record))
         return claimed
 
@@ -76,19 +142,30 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             record.updated_at = transition.now
             record.lease_until = None
             record.attempt_token = None
+            if transition.history is not None:
+                record.history = transition.history
             if transition.is_final:
                 record.finished_at = transition.now
             if transition.eta is not None:
                 record.eta = transition.eta
             if record.status == "pending":
                 self._push(record)
+            self._settle_key(record)
             successor = transition.successor
             if successor is not None:
-                self._tasks[successor.id] = dataclasses.replace(successor)
-                self._push(successor)
+                key = successor.unique_key
+                if key is not None and key in self._unique:
+                    successor = dataclasses.replace(successor, unique_key=None)
+                stored = dataclasses.replace(successor)
+                self._tasks[stored.id] = stored
+                if stored.unique_key is not None:
+                    self._unique[stored.unique_key] = stored.id
+                self._push(stored)
             return True
 
-    async def release(self, task_id: str, token: str, now: float) -> bool:
+    async def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put an unfinished task back, due now, without spending an attempt."""
         with self._guard:
             record = self._held(task_id, token)
@@ -100,6 +177,8 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             record.updated_at = now
             record.lease_until = None
             record.attempt_token = None
+            if history is not None:
+                record.history = history
             self._push(record)
             return True
 
@@ -133,34 +212,36 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             record = self._tasks.get(task_id)
             return dataclasses.replace(record) if record is not None else None
 
-    async def next_eta(self) -> float | None:
-        """The earliest pending eta (stale heap entries are dropped on the way)."""
+    async def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
+        """The earliest pending eta among the queues asked for."""
         with self._guard:
-            while self._due:
-                eta, _, task_id = self._due[0]
-                record = self._tasks.get(task_id)
-                if record is not None and record.status == "pending" and record.eta == eta:
-                    return eta
-                heapq.heappop(self._due)
-            return None
+            heads = [self._head(level) for level in self._levels(queues)]
+        etas = [head[0] for head in heads if head is not None]
+        return min(etas) if etas else None
 
-    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Tasks, newest change first, optionally of one status."""
+    async def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status and one queue."""
         with self._guard:
             found = [
                 dataclasses.replace(record)
                 for record in self._tasks.values()
-                if status is None or record.status == status
+                if (status is None or record.status == status)
+                and (queue is None or record.queue == queue)
             ]
         found.sort(key=lambda record: record.updated_at, reverse=True)
         return found[offset : offset + limit]
 
-    async def count_by_status(self) -> dict[str, int]:
-        """How many tasks are in each status (zeros included)."""
-        counts = dict.fromkeys(STATUSES, 0)
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Per queue, how many tasks are in each status (zeros included)."""
+        counts: dict[str, dict[str, int]] = {}
         with self._guard:
             for record in self._tasks.values():
-                counts[record.status] += 1
+                per_queue = counts.get(record.queue)
+                if per_queue is None:
+                    per_queue = counts[record.queue] = dict.fromkeys(STATUSES, 0)
+                per_queue[record.status] += 1
         return counts
 
     async def requeue(self, task_id: str, now: float) -> bool:
@@ -169,16 +250,21 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             record = self._tasks.get(task_id)
             if record is None or record.status not in ("failed", "cancelled"):
                 return False
+            key = record.unique_key
+            if key is not None and key in self._unique:
+                return False  # another pending or running task holds the key now
             record.status = "pending"
             record.attempts = 0
             record.eta = now
             record.updated_at = now
             record.error = record.result = None
             record.finished_at = record.started_at = None
+            if key is not None:
+                self._unique[key] = record.id
             self._push(record)
             return True
 
-    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+    async def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""
         final = FINAL_STATUSES.intersection(statuses)
         with self._guard:
@@ -189,6 +275,8 @@ class AsyncMemoryStorage(AsyncBaseStorage):
                 and record.finished_at is not None
                 and record.finished_at < before
             ]
+            if limit is not None:
+                doomed = doomed[:limit]
             for task_id in doomed:
                 del self._tasks[task_id]
         return len(doomed)
@@ -202,6 +290,7 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             record.status = "cancelled"
             record.updated_at = now
             record.finished_at = now
+            self._settle_key(record)
             return True
 
 

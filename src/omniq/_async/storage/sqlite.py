@@ -10,6 +10,7 @@ one ``UPDATE ... RETURNING`` over a partial index of due PENDING tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -19,82 +20,17 @@ from typing import Any
 
 import aiosqlite
 
+from omniq import _sqlite_sql as sql
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncLock, arun_blocking
 from omniq._fs import ensure_private_file
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
-SCHEMA_VERSION = 1
 DB_FILENAME = "omniq.db"
-TABLE = "omniq_tasks"
-_COLUMNS = ", ".join(RECORD_FIELDS)
-_PLACEHOLDERS = ", ".join("?" for _ in RECORD_FIELDS)
-_ETA_COLUMN = 1 + RECORD_FIELDS.index("eta")  # in claim rows, which start with seq
-
-_SCHEMA = (
-    f"""
-    CREATE TABLE IF NOT EXISTS {TABLE} (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        func_path TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        max_retries INTEGER,
-        eta REAL NOT NULL,
-        interval REAL,
-        timeout REAL,
-        result TEXT,
-        error TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        lease_until REAL,
-        attempt_token TEXT,
-        correlation_id TEXT,
-        parent_id TEXT
-    )
-    """,
-    # The claim reads this index in order and stops after LIMIT rows: its cost does
-    # not grow with the backlog. Partial, so finished tasks do not bloat it.
-    # The claim names it (INDEXED BY): the planner would otherwise pick the status
-    # index below and sort the whole backlog.
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, updated_at)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-
-_CLAIM = f"""
-    UPDATE {TABLE}
-    SET status = 'running', attempts = attempts + 1, attempt_token = ?,
-        lease_until = ?, started_at = ?, updated_at = ?
-    WHERE seq IN (
-        SELECT seq FROM {TABLE} INDEXED BY {TABLE}_due
-        WHERE status = 'pending' AND eta <= ?
-        ORDER BY eta, seq LIMIT ?
-    )
-    RETURNING seq, {_COLUMNS}
-"""
-
-_FINISH = f"""
-    UPDATE {TABLE}
-    SET status = ?, result = ?, error = ?, eta = COALESCE(?, eta), updated_at = ?,
-        finished_at = ?, lease_until = NULL, attempt_token = NULL
-    WHERE id = ? AND status = 'running' AND attempt_token = ?
-        AND (? IS NULL OR lease_until < ?)
-"""
-
-_INSERT = f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
-
-_RELEASE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = MAX(attempts - 1, 0), eta = ?, updated_at = ?,
-        lease_until = NULL, attempt_token = NULL
-    WHERE id = ? AND status = 'running' AND attempt_token = ?
-"""
+_QueuesKey = tuple[str, ...] | None
+# Claimed rows in claim order: higher priority, then earlier eta, then id.
+_PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
 
 
 def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[object, ...]:
@@ -106,6 +42,7 @@ def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[ob
         transition.eta,
         transition.now,
         finished_at,
+        transition.history,
         task_id,
         token,
         transition.expired_before,
@@ -114,12 +51,21 @@ def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[ob
 
 
 def _ordered(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
-    """Claimed rows as records in claim order.
+    """Claimed rows as records in claim order (RETURNING promises no order)."""
+    ordered = sorted(rows, key=lambda row: (-row[_PRIORITY], row[_ETA], row[_ID]))
+    return [TaskRecord(*row) for row in ordered]
 
-    RETURNING gives rows in no promised order: restore (eta, enqueue order).
-    """
-    ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
-    return [TaskRecord(*row[1:]) for row in ordered]
+
+def _insert(record: TaskRecord) -> tuple[str, tuple[object, ...]]:
+    """The insert of one record, binding only its non-null columns."""
+    columns: list[str] = []
+    values: list[object] = []
+    for name in RECORD_FIELDS:
+        value = getattr(record, name)
+        if value is not None:
+            columns.append(name)
+            values.append(value)
+    return sql.insert_of(tuple(columns), record.unique_key is not None), tuple(values)
 
 
 def database_path(path: str | os.PathLike[str]) -> Path:
@@ -143,8 +89,9 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._lock = AsyncLock()
-        # After an empty claim: (data_version, earliest pending eta) at that moment.
-        self._idle: tuple[int, float | None] | None = None
+        # After an empty claim, per set of queues asked for: (data_version, earliest
+        # pending eta of those queues) at that moment.
+        self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -180,23 +127,45 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Under the write lock, so that many workers starting at once migrate once.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            cursor = await conn.execute("PRAGMA user_version")
-            row = await cursor.fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
+            version = await self._scalar(conn, "PRAGMA user_version")
+            columns = await self._table_columns(conn)
+            if version > sql.SCHEMA_VERSION:
                 raise StorageError(
                     f"{self.path} has schema version {version}, newer than this omniq "
-                    f"understands ({SCHEMA_VERSION}): upgrade omniq"
+                    f"understands ({sql.SCHEMA_VERSION}): upgrade omniq"
                 )
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA:
+            if version == 0 and not columns:
+                for statement in sql.CREATE:
                     await conn.execute(statement)
+            elif version == 1 and columns == sql.V1_TABLE_COLUMNS:
+                for statement in sql.MIGRATE_FROM_V1:
+                    await conn.execute(statement)
+            elif version != sql.SCHEMA_VERSION or columns != sql.V2_TABLE_COLUMNS:
+                # Never adopt a table omniq did not make: every enqueue would fail later.
+                raise StorageError(
+                    f"{self.path} has a table {sql.TABLE} that omniq did not create (schema "
+                    f"version {version}, columns {sorted(columns)}); use another database "
+                    "file or base_dir"
+                )
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+
+    async def _scalar(self, conn: aiosqlite.Connection, query: str) -> int:
+        cursor = await conn.execute(query)
+        row = await cursor.fetchone()
+        await cursor.close()
+        return int(row[0]) if row else 0
+
+    async def _table_columns(self, conn: aiosqlite.Connection) -> frozenset[str]:
+        cursor = await conn.execute(f"PRAGMA table_info({sql.TABLE})")
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return frozenset(str(row[1]) for row in rows)
 
     async def close(self) -> None:
         """Close the connection."""
@@ -217,7 +186,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         # lock keeps their transactions from interleaving on it.
         conn = await self._connection()
         async with self._lock:
-            self._idle = None  # this connection writes: the idle shortcut no longer holds
+            self._idle.clear()  # this connection writes: the idle shortcut no longer holds
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -226,7 +195,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
                 raise
             await conn.execute("COMMIT")
 
-    async def _write(self, sql: str, params: Sequence[object]) -> aiosqlite.Cursor:
+    async def _write(self, statement: str, params: Sequence[object]) -> aiosqlite.Cursor:
         """One write statement, atomic on its own (autocommit).
 
         A write statement takes SQLite's write lock when it starts, waiting on the
@@ -235,40 +204,121 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """
         conn = await self._connection()
         async with self._lock:
-            self._idle = None
-            return await conn.execute(sql, params)
+            self._idle.clear()
+            return await conn.execute(statement, params)
 
-    async def add(self, records: Sequence[TaskRecord]) -> None:
-        """Insert new tasks, all or none."""
-        rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
-        if len(rows) == 1:
-            await self._write(_INSERT, rows[0])
-            return
-        async with self._transaction() as conn:
-            await conn.executemany(_INSERT, rows)
+    async def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Insert new tasks, all or none; a task whose unique key is held is not inserted.
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
-
-        After a claim that found nothing, the next ones skip the write transaction
-        while nothing changed: no other connection committed (``PRAGMA
-        data_version``, answered from memory) and the earliest pending eta is still
-        ahead. So idle workers poll without taking SQLite's write lock.
+        A lone task without a unique key is one autocommit statement. Otherwise one
+        transaction: consecutive tasks with the same columns go in one
+        ``executemany``; a task with a unique key is inserted on its own, and when
+        the unique index refuses it, the holder's id is read in the same
+        transaction (under the write lock, so no race can slip in between).
         """
-        if self._idle is not None and await self._still_idle(now):
+        inserts = [_insert(record) for record in records]
+        if len(records) == 1 and records[0].unique_key is None:
+            await self._write(*inserts[0])
+            return [records[0].id]
+        ids = [record.id for record in records]
+        async with self._transaction() as conn:
+            position = 0
+            while position < len(records):
+                statement, values = inserts[position]
+                key = records[position].unique_key
+                if key is not None:
+                    cursor = await conn.execute(statement, values)
+                    if cursor.rowcount != 1:
+                        ids[position] = await self._holder(conn, key)
+                    await cursor.close()
+                    position += 1
+                    continue
+                run = position + 1
+                while (
+                    run < len(records)
+                    and inserts[run][0] == statement
+                    and records[run].unique_key is None
+                ):
+                    run += 1
+                await conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
+                position = run
+        return ids
+
+    async def _holder(self, conn: aiosqlite.Connection, unique_key: str) -> str:
+        cursor = await conn.execute(sql.HOLDER, (unique_key,))
+        row = await cursor.fetchone()
+        await cursor.close()
+        if row is None:  # the index refused the key, so a holder exists in this transaction
+            raise StorageError(f"unique key {unique_key!r} is held, but by no task")
+        return str(row[0])
+
+    async def _levels(
+        self, conn: aiosqlite.Connection, queues: Sequence[str] | None
+    ) -> list[tuple[str, int, float]]:
+        """The (queue, priority, earliest eta) of every level with pending tasks."""
+        if queues is None:
+            cursor = await conn.execute(sql.ALL_LEVELS)
+        else:
+            cursor = await conn.execute(sql.levels_of(len(queues)), tuple(queues))
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return [(str(q), int(p), float(eta)) for q, p, eta in rows]
+
+    async def _claim_in(
+        self,
+        conn: aiosqlite.Connection,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None,
+        worker: str | None,
+    ) -> list[TaskRecord]:
+        """The claim, on a connection whose lock the caller holds."""
+        levels = await self._levels(conn, queues)
+        due = sorted(((q, p) for q, p, eta in levels if eta <= now), key=lambda level: -level[1])
+        if not due:
+            # Nothing due: remember (data_version, earliest eta) for the idle shortcut.
+            # The version is read first and the levels again after it, so a commit in
+            # between shows as a changed version and the shortcut cannot miss it.
+            version = await self._scalar(conn, "PRAGMA data_version")
+            etas = [eta for _, _, eta in await self._levels(conn, queues)]
+            if all(eta > now for eta in etas):
+                self._idle[_key(queues)] = (version, min(etas, default=None))
             return []
-        token = uuid.uuid4().hex
+        params: list[object] = [uuid.uuid4().hex, lease_until, now, now, worker]
+        for queue, priority in due:
+            params.extend((queue, priority, now, limit))
+        if len(due) > 1:
+            params.append(limit)
+        cursor = await conn.execute(sql.claim_of(len(due)), params)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return _ordered(rows)
+
+    async def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks in claim order with one ``UPDATE ... RETURNING``.
+
+        After a claim that found nothing, the next ones skip the write while nothing
+        changed: no other connection committed (``PRAGMA data_version``, answered
+        from memory) and the earliest pending eta is still ahead. So idle workers
+        poll without taking SQLite's write lock.
+        """
+        if await self._still_idle(now, queues):
+            return []
+        # No BEGIN: the levels are read, then the UPDATE is atomic on its own and checks
+        # again that each row is pending and due. A level that appears in between is
+        # like a task enqueued just after this claim: the next claim takes it.
         conn = await self._connection()
         async with self._lock:
-            self._idle = None
-            cursor = await conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
-            rows = await cursor.fetchall()
-            if not rows:
-                # Read data_version before the earliest eta: a commit in between then
-                # shows as a changed version, so the shortcut cannot miss it.
-                version = await self._data_version(conn)
-                self._idle = (version, await self._earliest_eta(conn))
-        return _ordered(rows)
+            self._idle.clear()
+            return await self._claim_in(conn, now, lease_until, limit, queues, worker)
 
     async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """Conditionally apply an outcome; insert the successor in the same transaction."""
@@ -278,7 +328,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Apply several outcomes in one transaction: one disk sync for all of them."""
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
-            cursor = await self._write(_FINISH, _finish_params(task_id, token, transition))
+            cursor = await self._write(sql.FINISH, _finish_params(task_id, token, transition))
             return [cursor.rowcount == 1]
         async with self._transaction() as conn:
             return [await self._finish_one(conn, *item) for item in items]
@@ -286,12 +336,21 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     async def _finish_one(
         self, conn: aiosqlite.Connection, task_id: str, token: str, transition: Transition
     ) -> bool:
-        cursor = await conn.execute(_FINISH, _finish_params(task_id, token, transition))
+        cursor = await conn.execute(sql.FINISH, _finish_params(task_id, token, transition))
         changed = cursor.rowcount == 1
+        await cursor.close()
         if changed and transition.successor is not None:
-            successor = transition.successor
-            await conn.execute(_INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS))
-        return bool(changed)
+            await self._insert_successor(conn, transition.successor)
+        return changed
+
+    async def _insert_successor(self, conn: aiosqlite.Connection, successor: TaskRecord) -> None:
+        """The next run of an interval task; it keeps the unique key unless another holds it."""
+        statement, values = _insert(successor)
+        cursor = await conn.execute(statement, values)
+        inserted = cursor.rowcount == 1
+        await cursor.close()
+        if not inserted:
+            await conn.execute(*_insert(dataclasses.replace(successor, unique_key=None)))
 
     async def finish_and_claim(
         self,
@@ -299,20 +358,22 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         now: float,
         lease_until: float,
         limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> tuple[list[bool], list[TaskRecord]]:
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
-            return await super().finish_and_claim(items, now, lease_until, limit)
-        token = uuid.uuid4().hex
+            return await super().finish_and_claim(items, now, lease_until, limit, queues, worker)
         async with self._transaction() as conn:
             finished = [await self._finish_one(conn, *item) for item in items]
-            cursor = await conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
-            rows = await cursor.fetchall()
-        return finished, _ordered(rows)
+            claimed = await self._claim_in(conn, now, lease_until, limit, queues, worker)
+        return finished, claimed
 
-    async def release(self, task_id: str, token: str, now: float) -> bool:
+    async def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
-        cursor = await self._write(_RELEASE, (now, now, task_id, token))
+        cursor = await self._write(sql.RELEASE, (now, now, history, task_id, token))
         return cursor.rowcount == 1
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
@@ -320,11 +381,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         lost: list[str] = []
         async with self._transaction() as conn:
             for task_id, token in leases:
-                cursor = await conn.execute(
-                    f"UPDATE {TABLE} SET lease_until = ? "
-                    "WHERE id = ? AND status = 'running' AND attempt_token = ?",
-                    (lease_until, task_id, token),
-                )
+                cursor = await conn.execute(sql.HEARTBEAT, (lease_until, task_id, token))
                 if cursor.rowcount != 1:
                     lost.append(task_id)
                 await cursor.close()
@@ -332,105 +389,81 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def expired(self, now: float, limit: int) -> list[TaskRecord]:
         """RUNNING tasks whose lease has run out."""
-        return await self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < ? "
-            "ORDER BY lease_until LIMIT ?",
-            (now, limit),
-        )
+        return await self._select(sql.EXPIRED, (now, limit))
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, or ``None``."""
-        rows = await self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?", (task_id,))
+        rows = await self._select(sql.GET, (task_id,))
         return rows[0] if rows else None
 
-    async def next_eta(self) -> float | None:
-        """The earliest pending eta: the first entry of the claim index."""
+    async def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
+        """The earliest pending eta: the first entry of each level of the due index."""
         conn = await self._connection()
         async with self._lock:
-            return await self._earliest_eta(conn)
+            levels = await self._levels(conn, queues)
+        return min((eta for _, _, eta in levels), default=None)
 
-    async def _earliest_eta(self, conn: aiosqlite.Connection) -> float | None:
-        cursor = await conn.execute(
-            f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
-            "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
-        )
-        row = await cursor.fetchone()
-        await cursor.close()
-        return None if row is None else float(row[0])
-
-    async def _data_version(self, conn: aiosqlite.Connection) -> int:
-        cursor = await conn.execute("PRAGMA data_version")
-        row = await cursor.fetchone()
-        await cursor.close()
-        return int(row[0]) if row else -1
-
-    async def _still_idle(self, now: float) -> bool:
+    async def _still_idle(self, now: float, queues: Sequence[str] | None) -> bool:
         """Whether the last empty claim still holds: nothing committed since, nothing due."""
+        idle = self._idle.get(_key(queues))
+        if idle is None:
+            return False
         conn = await self._connection()
         async with self._lock:
-            version = await self._data_version(conn)
-        idle = self._idle
-        if idle is None or version != idle[0]:
+            version = await self._scalar(conn, "PRAGMA data_version")
+        if version != idle[0] or self._idle.get(_key(queues)) is not idle:
             return False
         next_eta = idle[1]
         return next_eta is None or now < next_eta
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
-        cursor = await self._write(
-            f"UPDATE {TABLE} SET status = 'cancelled', updated_at = ?, finished_at = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (now, now, task_id),
-        )
+        cursor = await self._write(sql.CANCEL, (now, now, task_id))
         return cursor.rowcount == 1
 
-    async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Tasks, newest change first, optionally of one status."""
-        where = "" if status is None else "WHERE status = ?"
-        params: tuple[object, ...] = () if status is None else (status,)
-        return await self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} {where} "
-            "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
+    async def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status and one queue."""
+        params = [value for value in (status, queue) if value is not None]
+        statement = sql.list_of(status is not None, queue is not None)
+        return await self._select(statement, (*params, limit, offset))
 
-    async def count_by_status(self) -> dict[str, int]:
-        """How many tasks are in each status (zeros included)."""
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Per queue, how many tasks are in each status (zeros included)."""
         conn = await self._connection()
         async with self._lock:
-            cursor = await conn.execute(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status")
+            cursor = await conn.execute(sql.COUNT_BY_QUEUE)
             rows = await cursor.fetchall()
             await cursor.close()
-        counts = dict.fromkeys(STATUSES, 0)
-        counts.update({str(status): int(count) for status, count in rows})
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, count in rows:
+            per_queue = counts.setdefault(str(queue), dict.fromkeys(STATUSES, 0))
+            per_queue[str(status)] = int(count)
         return counts
 
     async def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        cursor = await self._write(
-            f"UPDATE {TABLE} SET status = 'pending', attempts = 0, eta = ?, updated_at = ?, "
-            "error = NULL, result = NULL, finished_at = NULL, started_at = NULL "
-            "WHERE id = ? AND status IN ('failed', 'cancelled')",
-            (now, now, task_id),
-        )
+        cursor = await self._write(sql.REQUEUE, (now, now, task_id))
         return cursor.rowcount == 1
 
-    async def purge(self, before: float, statuses: Sequence[str]) -> int:
+    async def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""
-        final = [status for status in statuses if status in FINAL_STATUSES]
+        final = tuple(sorted(status for status in set(statuses) if status in FINAL_STATUSES))
         if not final:
             return 0
-        marks = ", ".join("?" for _ in final)
-        cursor = await self._write(
-            f"DELETE FROM {TABLE} WHERE status IN ({marks}) AND finished_at < ?",
-            (*final, before),
-        )
+        params: tuple[object, ...] = (before,) if limit is None else (before, limit)
+        cursor = await self._write(sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
 
-    async def _select(self, sql: str, params: Sequence[object]) -> list[TaskRecord]:
+    async def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         conn = await self._connection()
         async with self._lock:
-            cursor = await conn.execute(sql, params)
+            cursor = await conn.execute(statement, params)
             rows = await cursor.fetchall()
             await cursor.close()
         return [TaskRecord(*row) for row in rows]
+
+
+def _key(queues: Sequence[str] | None) -> _QueuesKey:
+    return None if queues is None else tuple(queues)

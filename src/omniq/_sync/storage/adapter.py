@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import run_blocking
-from omniq._sync.storage.base import BaseStorage as BlockingStorage
+from omniq.blocking_storage import BlockingStorage, is_blocking_storage
 from omniq.records import TaskRecord, Transition
 
 
@@ -43,13 +43,20 @@ class StorageAdapter(BaseStorage):
         """Forward to the wrapped storage."""
         self.inner.unsubscribe(callback)
 
-    def add(self, records: Sequence[TaskRecord]) -> None:
+    def add(self, records: Sequence[TaskRecord]) -> list[str]:
         """See :meth:`AsyncBaseStorage.add`."""
-        run_blocking(self.inner.add, records)
+        return run_blocking(self.inner.add, records)
 
-    def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
+    def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
         """See :meth:`AsyncBaseStorage.claim`."""
-        return run_blocking(self.inner.claim, now, lease_until, limit)
+        return run_blocking(self.inner.claim, now, lease_until, limit, queues, worker)
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """See :meth:`AsyncBaseStorage.finish`."""
@@ -65,13 +72,19 @@ class StorageAdapter(BaseStorage):
         now: float,
         lease_until: float,
         limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> tuple[list[bool], list[TaskRecord]]:
         """See :meth:`AsyncBaseStorage.finish_and_claim` (one transaction where the inner can)."""
-        return run_blocking(self.inner.finish_and_claim, items, now, lease_until, limit)
+        return run_blocking(
+            self.inner.finish_and_claim, items, now, lease_until, limit, queues, worker
+        )
 
-    def release(self, task_id: str, token: str, now: float) -> bool:
+    def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """See :meth:`AsyncBaseStorage.release`."""
-        return run_blocking(self.inner.release, task_id, token, now)
+        return run_blocking(self.inner.release, task_id, token, now, history)
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """See :meth:`AsyncBaseStorage.heartbeat`."""
@@ -85,13 +98,19 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.get`."""
         return run_blocking(self.inner.get, task_id)
 
-    def next_eta(self) -> float | None:
+    def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """See :meth:`AsyncBaseStorage.next_eta`."""
-        return run_blocking(self.inner.next_eta)
+        return run_blocking(self.inner.next_eta, queues)
 
-    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
+    def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
         """See :meth:`AsyncBaseStorage.list_tasks`."""
-        return run_blocking(self.inner.list_tasks, status, limit, offset)
+        return run_blocking(self.inner.list_tasks, status, limit, offset, queue)
+
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """See :meth:`AsyncBaseStorage.count_by_queue`."""
+        return run_blocking(self.inner.count_by_queue)
 
     def count_by_status(self) -> dict[str, int]:
         """See :meth:`AsyncBaseStorage.count_by_status`."""
@@ -101,9 +120,9 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.requeue`."""
         return run_blocking(self.inner.requeue, task_id, now)
 
-    def purge(self, before: float, statuses: Sequence[str]) -> int:
+    def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """See :meth:`AsyncBaseStorage.purge`."""
-        return run_blocking(self.inner.purge, before, statuses)
+        return run_blocking(self.inner.purge, before, statuses, limit)
 
     def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
@@ -114,7 +133,7 @@ def as_storage(storage: BaseStorage | BlockingStorage) -> BaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""
     if isinstance(storage, BaseStorage):
         return storage
-    if isinstance(storage, BlockingStorage):
+    if is_blocking_storage(storage):
         return StorageAdapter(storage)
     raise TypeError(
         f"storage must be an omniq storage (e.g. SQLiteStorage, FileStorage), got {storage!r}"

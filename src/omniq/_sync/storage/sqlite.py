@@ -11,6 +11,7 @@ one ``UPDATE ... RETURNING`` over a partial index of due PENDING tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator, Iterable, Sequence
@@ -20,82 +21,17 @@ from typing import Any
 
 import sqlite3
 
+from omniq import _sqlite_sql as sql
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import Lock, run_blocking
 from omniq._fs import ensure_private_file
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
-SCHEMA_VERSION = 1
 DB_FILENAME = "omniq.db"
-TABLE = "omniq_tasks"
-_COLUMNS = ", ".join(RECORD_FIELDS)
-_PLACEHOLDERS = ", ".join("?" for _ in RECORD_FIELDS)
-_ETA_COLUMN = 1 + RECORD_FIELDS.index("eta")  # in claim rows, which start with seq
-
-_SCHEMA = (
-    f"""
-    CREATE TABLE IF NOT EXISTS {TABLE} (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        func_path TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        max_retries INTEGER,
-        eta REAL NOT NULL,
-        interval REAL,
-        timeout REAL,
-        result TEXT,
-        error TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        lease_until REAL,
-        attempt_token TEXT,
-        correlation_id TEXT,
-        parent_id TEXT
-    )
-    """,
-    # The claim reads this index in order and stops after LIMIT rows: its cost does
-    # not grow with the backlog. Partial, so finished tasks do not bloat it.
-    # The claim names it (INDEXED BY): the planner would otherwise pick the status
-    # index below and sort the whole backlog.
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, updated_at)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-
-_CLAIM = f"""
-    UPDATE {TABLE}
-    SET status = 'running', attempts = attempts + 1, attempt_token = ?,
-        lease_until = ?, started_at = ?, updated_at = ?
-    WHERE seq IN (
-        SELECT seq FROM {TABLE} INDEXED BY {TABLE}_due
-        WHERE status = 'pending' AND eta <= ?
-        ORDER BY eta, seq LIMIT ?
-    )
-    RETURNING seq, {_COLUMNS}
-"""
-
-_FINISH = f"""
-    UPDATE {TABLE}
-    SET status = ?, result = ?, error = ?, eta = COALESCE(?, eta), updated_at = ?,
-        finished_at = ?, lease_until = NULL, attempt_token = NULL
-    WHERE id = ? AND status = 'running' AND attempt_token = ?
-        AND (? IS NULL OR lease_until < ?)
-"""
-
-_INSERT = f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
-
-_RELEASE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = MAX(attempts - 1, 0), eta = ?, updated_at = ?,
-        lease_until = NULL, attempt_token = NULL
-    WHERE id = ? AND status = 'running' AND attempt_token = ?
-"""
+_QueuesKey = tuple[str, ...] | None
+# Claimed rows in claim order: higher priority, then earlier eta, then id.
+_PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
 
 
 def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[object, ...]:
@@ -107,6 +43,7 @@ def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[ob
         transition.eta,
         transition.now,
         finished_at,
+        transition.history,
         task_id,
         token,
         transition.expired_before,
@@ -115,12 +52,21 @@ def _finish_params(task_id: str, token: str, transition: Transition) -> tuple[ob
 
 
 def _ordered(rows: Iterable[Sequence[Any]]) -> list[TaskRecord]:
-    """Claimed rows as records in claim order.
+    """Claimed rows as records in claim order (RETURNING promises no order)."""
+    ordered = sorted(rows, key=lambda row: (-row[_PRIORITY], row[_ETA], row[_ID]))
+    return [TaskRecord(*row) for row in ordered]
 
-    RETURNING gives rows in no promised order: restore (eta, enqueue order).
-    """
-    ordered = sorted(rows, key=lambda row: (row[_ETA_COLUMN], row[0]))
-    return [TaskRecord(*row[1:]) for row in ordered]
+
+def _insert(record: TaskRecord) -> tuple[str, tuple[object, ...]]:
+    """The insert of one record, binding only its non-null columns."""
+    columns: list[str] = []
+    values: list[object] = []
+    for name in RECORD_FIELDS:
+        value = getattr(record, name)
+        if value is not None:
+            columns.append(name)
+            values.append(value)
+    return sql.insert_of(tuple(columns), record.unique_key is not None), tuple(values)
 
 
 def database_path(path: str | os.PathLike[str]) -> Path:
@@ -144,8 +90,9 @@ class SQLiteStorage(BaseStorage):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = Lock()
-        # After an empty claim: (data_version, earliest pending eta) at that moment.
-        self._idle: tuple[int, float | None] | None = None
+        # After an empty claim, per set of queues asked for: (data_version, earliest
+        # pending eta of those queues) at that moment.
+        self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -181,23 +128,45 @@ class SQLiteStorage(BaseStorage):
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Under the write lock, so that many workers starting at once migrate once.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cursor = conn.execute("PRAGMA user_version")
-            row = cursor.fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
+            version = self._scalar(conn, "PRAGMA user_version")
+            columns = self._table_columns(conn)
+            if version > sql.SCHEMA_VERSION:
                 raise StorageError(
                     f"{self.path} has schema version {version}, newer than this omniq "
-                    f"understands ({SCHEMA_VERSION}): upgrade omniq"
+                    f"understands ({sql.SCHEMA_VERSION}): upgrade omniq"
                 )
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA:
+            if version == 0 and not columns:
+                for statement in sql.CREATE:
                     conn.execute(statement)
+            elif version == 1 and columns == sql.V1_TABLE_COLUMNS:
+                for statement in sql.MIGRATE_FROM_V1:
+                    conn.execute(statement)
+            elif version != sql.SCHEMA_VERSION or columns != sql.V2_TABLE_COLUMNS:
+                # Never adopt a table omniq did not make: every enqueue would fail later.
+                raise StorageError(
+                    f"{self.path} has a table {sql.TABLE} that omniq did not create (schema "
+                    f"version {version}, columns {sorted(columns)}); use another database "
+                    "file or base_dir"
+                )
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _scalar(self, conn: sqlite3.Connection, query: str) -> int:
+        cursor = conn.execute(query)
+        row = cursor.fetchone()
+        cursor.close()
+        return int(row[0]) if row else 0
+
+    def _table_columns(self, conn: sqlite3.Connection) -> frozenset[str]:
+        cursor = conn.execute(f"PRAGMA table_info({sql.TABLE})")
+        rows = cursor.fetchall()
+        cursor.close()
+        return frozenset(str(row[1]) for row in rows)
 
     def close(self) -> None:
         """Close the connection."""
@@ -218,7 +187,7 @@ class SQLiteStorage(BaseStorage):
         # lock keeps their transactions from interleaving on it.
         conn = self._connection()
         with self._lock:
-            self._idle = None  # this connection writes: the idle shortcut no longer holds
+            self._idle.clear()  # this connection writes: the idle shortcut no longer holds
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -227,7 +196,7 @@ class SQLiteStorage(BaseStorage):
                 raise
             conn.execute("COMMIT")
 
-    def _write(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+    def _write(self, statement: str, params: Sequence[object]) -> sqlite3.Cursor:
         """One write statement, atomic on its own (autocommit).
 
         A write statement takes SQLite's write lock when it starts, waiting on the
@@ -236,40 +205,121 @@ class SQLiteStorage(BaseStorage):
         """
         conn = self._connection()
         with self._lock:
-            self._idle = None
-            return conn.execute(sql, params)
+            self._idle.clear()
+            return conn.execute(statement, params)
 
-    def add(self, records: Sequence[TaskRecord]) -> None:
-        """Insert new tasks, all or none."""
-        rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
-        if len(rows) == 1:
-            self._write(_INSERT, rows[0])
-            return
-        with self._transaction() as conn:
-            conn.executemany(_INSERT, rows)
+    def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Insert new tasks, all or none; a task whose unique key is held is not inserted.
 
-    def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
-
-        After a claim that found nothing, the next ones skip the write transaction
-        while nothing changed: no other connection committed (``PRAGMA
-        data_version``, answered from memory) and the earliest pending eta is still
-        ahead. So idle workers poll without taking SQLite's write lock.
+        A lone task without a unique key is one autocommit statement. Otherwise one
+        transaction: consecutive tasks with the same columns go in one
+        ``executemany``; a task with a unique key is inserted on its own, and when
+        the unique index refuses it, the holder's id is read in the same
+        transaction (under the write lock, so no race can slip in between).
         """
-        if self._idle is not None and self._still_idle(now):
+        inserts = [_insert(record) for record in records]
+        if len(records) == 1 and records[0].unique_key is None:
+            self._write(*inserts[0])
+            return [records[0].id]
+        ids = [record.id for record in records]
+        with self._transaction() as conn:
+            position = 0
+            while position < len(records):
+                statement, values = inserts[position]
+                key = records[position].unique_key
+                if key is not None:
+                    cursor = conn.execute(statement, values)
+                    if cursor.rowcount != 1:
+                        ids[position] = self._holder(conn, key)
+                    cursor.close()
+                    position += 1
+                    continue
+                run = position + 1
+                while (
+                    run < len(records)
+                    and inserts[run][0] == statement
+                    and records[run].unique_key is None
+                ):
+                    run += 1
+                conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
+                position = run
+        return ids
+
+    def _holder(self, conn: sqlite3.Connection, unique_key: str) -> str:
+        cursor = conn.execute(sql.HOLDER, (unique_key,))
+        row = cursor.fetchone()
+        cursor.close()
+        if row is None:  # the index refused the key, so a holder exists in this transaction
+            raise StorageError(f"unique key {unique_key!r} is held, but by no task")
+        return str(row[0])
+
+    def _levels(
+        self, conn: sqlite3.Connection, queues: Sequence[str] | None
+    ) -> list[tuple[str, int, float]]:
+        """The (queue, priority, earliest eta) of every level with pending tasks."""
+        if queues is None:
+            cursor = conn.execute(sql.ALL_LEVELS)
+        else:
+            cursor = conn.execute(sql.levels_of(len(queues)), tuple(queues))
+        rows = cursor.fetchall()
+        cursor.close()
+        return [(str(q), int(p), float(eta)) for q, p, eta in rows]
+
+    def _claim_in(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None,
+        worker: str | None,
+    ) -> list[TaskRecord]:
+        """The claim, on a connection whose lock the caller holds."""
+        levels = self._levels(conn, queues)
+        due = sorted(((q, p) for q, p, eta in levels if eta <= now), key=lambda level: -level[1])
+        if not due:
+            # Nothing due: remember (data_version, earliest eta) for the idle shortcut.
+            # The version is read first and the levels again after it, so a commit in
+            # between shows as a changed version and the shortcut cannot miss it.
+            version = self._scalar(conn, "PRAGMA data_version")
+            etas = [eta for _, _, eta in self._levels(conn, queues)]
+            if all(eta > now for eta in etas):
+                self._idle[_key(queues)] = (version, min(etas, default=None))
             return []
-        token = uuid.uuid4().hex
+        params: list[object] = [uuid.uuid4().hex, lease_until, now, now, worker]
+        for queue, priority in due:
+            params.extend((queue, priority, now, limit))
+        if len(due) > 1:
+            params.append(limit)
+        cursor = conn.execute(sql.claim_of(len(due)), params)
+        rows = cursor.fetchall()
+        cursor.close()
+        return _ordered(rows)
+
+    def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
+        """Claim up to ``limit`` due tasks in claim order with one ``UPDATE ... RETURNING``.
+
+        After a claim that found nothing, the next ones skip the write while nothing
+        changed: no other connection committed (``PRAGMA data_version``, answered
+        from memory) and the earliest pending eta is still ahead. So idle workers
+        poll without taking SQLite's write lock.
+        """
+        if self._still_idle(now, queues):
+            return []
+        # No BEGIN: the levels are read, then the UPDATE is atomic on its own and checks
+        # again that each row is pending and due. A level that appears in between is
+        # like a task enqueued just after this claim: the next claim takes it.
         conn = self._connection()
         with self._lock:
-            self._idle = None
-            cursor = conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
-            rows = cursor.fetchall()
-            if not rows:
-                # Read data_version before the earliest eta: a commit in between then
-                # shows as a changed version, so the shortcut cannot miss it.
-                version = self._data_version(conn)
-                self._idle = (version, self._earliest_eta(conn))
-        return _ordered(rows)
+            self._idle.clear()
+            return self._claim_in(conn, now, lease_until, limit, queues, worker)
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """Conditionally apply an outcome; insert the successor in the same transaction."""
@@ -279,7 +329,7 @@ class SQLiteStorage(BaseStorage):
         """Apply several outcomes in one transaction: one disk sync for all of them."""
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
-            cursor = self._write(_FINISH, _finish_params(task_id, token, transition))
+            cursor = self._write(sql.FINISH, _finish_params(task_id, token, transition))
             return [cursor.rowcount == 1]
         with self._transaction() as conn:
             return [self._finish_one(conn, *item) for item in items]
@@ -287,12 +337,21 @@ class SQLiteStorage(BaseStorage):
     def _finish_one(
         self, conn: sqlite3.Connection, task_id: str, token: str, transition: Transition
     ) -> bool:
-        cursor = conn.execute(_FINISH, _finish_params(task_id, token, transition))
+        cursor = conn.execute(sql.FINISH, _finish_params(task_id, token, transition))
         changed = cursor.rowcount == 1
+        cursor.close()
         if changed and transition.successor is not None:
-            successor = transition.successor
-            conn.execute(_INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS))
-        return bool(changed)
+            self._insert_successor(conn, transition.successor)
+        return changed
+
+    def _insert_successor(self, conn: sqlite3.Connection, successor: TaskRecord) -> None:
+        """The next run of an interval task; it keeps the unique key unless another holds it."""
+        statement, values = _insert(successor)
+        cursor = conn.execute(statement, values)
+        inserted = cursor.rowcount == 1
+        cursor.close()
+        if not inserted:
+            conn.execute(*_insert(dataclasses.replace(successor, unique_key=None)))
 
     def finish_and_claim(
         self,
@@ -300,20 +359,22 @@ class SQLiteStorage(BaseStorage):
         now: float,
         lease_until: float,
         limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> tuple[list[bool], list[TaskRecord]]:
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
-            return super().finish_and_claim(items, now, lease_until, limit)
-        token = uuid.uuid4().hex
+            return super().finish_and_claim(items, now, lease_until, limit, queues, worker)
         with self._transaction() as conn:
             finished = [self._finish_one(conn, *item) for item in items]
-            cursor = conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
-            rows = cursor.fetchall()
-        return finished, _ordered(rows)
+            claimed = self._claim_in(conn, now, lease_until, limit, queues, worker)
+        return finished, claimed
 
-    def release(self, task_id: str, token: str, now: float) -> bool:
+    def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
-        cursor = self._write(_RELEASE, (now, now, task_id, token))
+        cursor = self._write(sql.RELEASE, (now, now, history, task_id, token))
         return cursor.rowcount == 1
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
@@ -321,11 +382,7 @@ class SQLiteStorage(BaseStorage):
         lost: list[str] = []
         with self._transaction() as conn:
             for task_id, token in leases:
-                cursor = conn.execute(
-                    f"UPDATE {TABLE} SET lease_until = ? "
-                    "WHERE id = ? AND status = 'running' AND attempt_token = ?",
-                    (lease_until, task_id, token),
-                )
+                cursor = conn.execute(sql.HEARTBEAT, (lease_until, task_id, token))
                 if cursor.rowcount != 1:
                     lost.append(task_id)
                 cursor.close()
@@ -333,105 +390,81 @@ class SQLiteStorage(BaseStorage):
 
     def expired(self, now: float, limit: int) -> list[TaskRecord]:
         """RUNNING tasks whose lease has run out."""
-        return self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < ? "
-            "ORDER BY lease_until LIMIT ?",
-            (now, limit),
-        )
+        return self._select(sql.EXPIRED, (now, limit))
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, or ``None``."""
-        rows = self._select(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?", (task_id,))
+        rows = self._select(sql.GET, (task_id,))
         return rows[0] if rows else None
 
-    def next_eta(self) -> float | None:
-        """The earliest pending eta: the first entry of the claim index."""
+    def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
+        """The earliest pending eta: the first entry of each level of the due index."""
         conn = self._connection()
         with self._lock:
-            return self._earliest_eta(conn)
+            levels = self._levels(conn, queues)
+        return min((eta for _, _, eta in levels), default=None)
 
-    def _earliest_eta(self, conn: sqlite3.Connection) -> float | None:
-        cursor = conn.execute(
-            f"SELECT eta FROM {TABLE} INDEXED BY {TABLE}_due "
-            "WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
-        )
-        row = cursor.fetchone()
-        cursor.close()
-        return None if row is None else float(row[0])
-
-    def _data_version(self, conn: sqlite3.Connection) -> int:
-        cursor = conn.execute("PRAGMA data_version")
-        row = cursor.fetchone()
-        cursor.close()
-        return int(row[0]) if row else -1
-
-    def _still_idle(self, now: float) -> bool:
+    def _still_idle(self, now: float, queues: Sequence[str] | None) -> bool:
         """Whether the last empty claim still holds: nothing committed since, nothing due."""
+        idle = self._idle.get(_key(queues))
+        if idle is None:
+            return False
         conn = self._connection()
         with self._lock:
-            version = self._data_version(conn)
-        idle = self._idle
-        if idle is None or version != idle[0]:
+            version = self._scalar(conn, "PRAGMA data_version")
+        if version != idle[0] or self._idle.get(_key(queues)) is not idle:
             return False
         next_eta = idle[1]
         return next_eta is None or now < next_eta
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
-        cursor = self._write(
-            f"UPDATE {TABLE} SET status = 'cancelled', updated_at = ?, finished_at = ? "
-            "WHERE id = ? AND status = 'pending'",
-            (now, now, task_id),
-        )
+        cursor = self._write(sql.CANCEL, (now, now, task_id))
         return cursor.rowcount == 1
 
-    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Tasks, newest change first, optionally of one status."""
-        where = "" if status is None else "WHERE status = ?"
-        params: tuple[object, ...] = () if status is None else (status,)
-        return self._select(
-            f"SELECT {_COLUMNS} FROM {TABLE} {where} "
-            "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
+    def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks, newest change first, optionally of one status and one queue."""
+        params = [value for value in (status, queue) if value is not None]
+        statement = sql.list_of(status is not None, queue is not None)
+        return self._select(statement, (*params, limit, offset))
 
-    def count_by_status(self) -> dict[str, int]:
-        """How many tasks are in each status (zeros included)."""
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Per queue, how many tasks are in each status (zeros included)."""
         conn = self._connection()
         with self._lock:
-            cursor = conn.execute(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status")
+            cursor = conn.execute(sql.COUNT_BY_QUEUE)
             rows = cursor.fetchall()
             cursor.close()
-        counts = dict.fromkeys(STATUSES, 0)
-        counts.update({str(status): int(count) for status, count in rows})
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, count in rows:
+            per_queue = counts.setdefault(str(queue), dict.fromkeys(STATUSES, 0))
+            per_queue[str(status)] = int(count)
         return counts
 
     def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        cursor = self._write(
-            f"UPDATE {TABLE} SET status = 'pending', attempts = 0, eta = ?, updated_at = ?, "
-            "error = NULL, result = NULL, finished_at = NULL, started_at = NULL "
-            "WHERE id = ? AND status IN ('failed', 'cancelled')",
-            (now, now, task_id),
-        )
+        cursor = self._write(sql.REQUEUE, (now, now, task_id))
         return cursor.rowcount == 1
 
-    def purge(self, before: float, statuses: Sequence[str]) -> int:
+    def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""
-        final = [status for status in statuses if status in FINAL_STATUSES]
+        final = tuple(sorted(status for status in set(statuses) if status in FINAL_STATUSES))
         if not final:
             return 0
-        marks = ", ".join("?" for _ in final)
-        cursor = self._write(
-            f"DELETE FROM {TABLE} WHERE status IN ({marks}) AND finished_at < ?",
-            (*final, before),
-        )
+        params: tuple[object, ...] = (before,) if limit is None else (before, limit)
+        cursor = self._write(sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
 
-    def _select(self, sql: str, params: Sequence[object]) -> list[TaskRecord]:
+    def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         conn = self._connection()
         with self._lock:
-            cursor = conn.execute(sql, params)
+            cursor = conn.execute(statement, params)
             rows = cursor.fetchall()
             cursor.close()
         return [TaskRecord(*row) for row in rows]
+
+
+def _key(queues: Sequence[str] | None) -> _QueuesKey:
+    return None if queues is None else tuple(queues)
