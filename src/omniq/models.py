@@ -60,6 +60,8 @@ class ErrorType:
     ARGUMENTS = "arguments"
     SERIALIZATION = "serialization"
     WORKER_LOST = "worker_lost"
+    CRASHED = "crashed"
+    """The process running the task died under it (a signal, ``os._exit``, the OOM killer)."""
 
 
 @dataclass(frozen=True)
