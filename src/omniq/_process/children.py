@@ -226,7 +226,7 @@ class Child:
             if now > 0 and now == size:
                 return  # written, and no longer growing
             size = now
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     def take_dump(self) -> str:
         """What faulthandler wrote (a fatal signal, or SIGUSR1), and delete the file."""
