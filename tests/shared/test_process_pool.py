@@ -7,6 +7,8 @@ assertion depends on how long anything took.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import io
 import json
 import os
@@ -32,8 +34,9 @@ from omniq._process import (
     JobResult,
     ProcessPool,
     describe_exit,
+    job_for_task,
 )
-from omniq.models import ErrorType
+from omniq.models import ErrorType, create_task
 from omniq.serialization import DEFAULT_SERIALIZER
 
 pytestmark = pytest.mark.slow
@@ -164,6 +167,19 @@ def test_the_child_sees_the_job_context(make_pool: Callable[..., ProcessPool]) -
         "queue": "default",
         "attempt": 2,
         "worker": "w1",
+    }
+
+
+def test_job_for_task_runs_a_claimed_task(make_pool: Callable[..., ProcessPool]) -> None:
+    task = create_task("task_functions.echo", args=[dt.date(2024, 5, 1)], kwargs={"n": 1})
+    task = dataclasses.replace(task, attempts=2, correlation_id="corr-9")
+    built = job_for_task(task, DEFAULT_SERIALIZER, timeout=30.0, worker="w-3")
+    assert (built.task_id, built.timeout, built.correlation_id) == (task.id, 30.0, "corr-9")
+    assert built.context["attempt"] == 2 and built.log_fields == {"worker": "w-3"}
+    result = make_pool(1).submit(built).result(timeout=WAIT)
+    assert result.decode_result(DEFAULT_SERIALIZER) == {
+        "args": [dt.date(2024, 5, 1)],
+        "kwargs": {"n": 1},
     }
 
 

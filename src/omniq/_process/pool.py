@@ -212,7 +212,8 @@ class ProcessPool:
             for _ in self._slots:
                 self._jobs.put(None)
         for slot in self._slots:
-            slot.thread.join()
+            if slot.thread is not threading.current_thread():  # a future's callback, say
+                slot.thread.join()
         with self._lock:
             if self._state == "closing":
                 self._state = "closed"

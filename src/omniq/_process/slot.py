@@ -151,7 +151,7 @@ class Slot:
             error = dataclasses.replace(
                 error, traceback=f"Stack of the child process at the timeout:\n{stack}"
             )
-        self._log.bind(task_id=job.task_id).warning(message)
+        self._log.bind(task_id=job.task_id).info(message)
         duration = time.monotonic() - started
         return JobResult(
             job.task_id, JobOutcome.FAILED, error=error, pid=child.pid, duration=duration
@@ -171,7 +171,7 @@ class Slot:
         stack = child.take_dump()
         if stack:
             error = dataclasses.replace(error, traceback=stack)
-        self._log.bind(task_id=job.task_id).warning(f"task {job.task_id} crashed: {message}")
+        self._log.bind(task_id=job.task_id).info(f"task {job.task_id} crashed: {message}")
         return JobResult(
             job.task_id, JobOutcome.FAILED, error=error, pid=child.pid, duration=duration
         )
@@ -203,7 +203,8 @@ class Slot:
             try:
                 self.child = pool.start_child()
             except ChildStartError as error:  # the next job tries again, and says why
-                self._log.error(f"process pool cannot start a child: {error}")
+                if not pool.closing:
+                    self._log.error(f"process pool cannot start a child: {error}")
 
     def _discard(self) -> None:
         if self.child is not None:
