@@ -325,6 +325,7 @@ def test_sigkill_of_the_parent_leaves_no_orphan_children(tmp_path: Path) -> None
         [sys.executable, str(PARENT_SCRIPT), "orphans", out],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # where its pool's dump files stay
     )
     try:
         assert parent.stdout is not None
