@@ -94,6 +94,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "ajoin": "join",
     "arun_blocking": "run_blocking",
     "arun_callable": "run_callable",
+    "aresolve_future": "resolve_future",
     # drivers
     "aiosqlite": "sqlite3",
     "AsyncConnection": "Connection",

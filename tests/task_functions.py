@@ -147,3 +147,110 @@ def nested_result(depth: int) -> list[Any]:
     for _ in range(depth):
         value = [value]
     return value
+
+
+# ---------------------------------------------------------------- process pool (ProcessPool)
+
+_HOARD: list[bytes] = []  # what hog_memory keeps alive, as a leaking task would
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+async def async_pid() -> int:
+    await asyncio.sleep(0)
+    return os.getpid()
+
+
+def exit_now(code: int) -> None:
+    """End the process at once, without cleanup (as a C extension's exit() would)."""
+    os._exit(code)
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def hang_sleep(path: str) -> None:
+    """Announce the pid, then block in C (``time.sleep``) far longer than any test waits."""
+    _append(path, f"start {os.getpid()}")
+    time.sleep(600)
+
+
+def hang_busy(path: str) -> None:
+    _append(path, f"start {os.getpid()}")
+    while True:
+        pass
+
+
+def hang_socket_read(path: str) -> None:
+    import socket
+
+    _append(path, f"start {os.getpid()}")
+    left, _right = socket.socketpair()
+    left.recv(1)  # nobody ever writes
+
+
+def hang_ignoring_sigterm(path: str) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _append(path, f"start {os.getpid()}")
+    time.sleep(600)
+
+
+def hog_memory(mib: int) -> int:
+    """Keep ``mib`` MiB alive in this process after returning; return the pid."""
+    _HOARD.append(b"x" * (mib * 1024 * 1024))
+    return os.getpid()
+
+
+class UnpicklableError(Exception):
+    """Cannot be pickled: it holds a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(message: str) -> None:
+    raise UnpicklableError(message)
+
+
+def wait_for_file(path: str, flag: str, timeout: float) -> str:
+    """Record the pid in ``path``, then wait (polling) until ``flag`` exists."""
+    _append(path, f"start {os.getpid()}")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{flag} did not appear within {timeout}s")
+        time.sleep(0.01)
+    return "flag seen"
+
+
+def log_twice(message: str) -> int:
+    """Log ``message`` through omniq's logger and loguru's plain one; return the pid."""
+    from loguru import logger
+
+    from omniq.logging import get_logger
+
+    get_logger().info(message)
+    logger.info(f"plain {message}")
+    return os.getpid()
+
+
+def job_context() -> dict[str, Any]:
+    from omniq._process import current_job
+
+    job = current_job()
+    assert job is not None
+    return {"task_id": job["task_id"], "correlation_id": job["correlation_id"], **job["context"]}
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("no logging here")

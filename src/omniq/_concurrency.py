@@ -13,6 +13,7 @@ Every asymmetry between the twins is explained here, once, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -222,6 +223,15 @@ async def arun_callable(
     return result
 
 
+async def aresolve_future(future: concurrent.futures.Future[T]) -> T:
+    """Wait for a future that another thread resolves, such as a process pool's job.
+
+    Twin: ``future.result()``. The event loop goes on meanwhile; cancelling the waiting
+    task cancels the future only if its work has not started.
+    """
+    return await asyncio.wrap_future(future)
+
+
 def ainstall_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:
     """Call ``on_signal(signum)`` on SIGINT/SIGTERM; return a function that undoes it.
 
@@ -334,6 +344,11 @@ def _call_with_thread_timeout(
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def resolve_future(future: concurrent.futures.Future[T]) -> T:
+    """Block this thread until ``future`` is resolved; its result (or its exception)."""
+    return future.result()
 
 
 def install_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:

@@ -110,6 +110,11 @@ _OFF = 1_000  # above every level: nothing passes
 # lock on the hot path: an int load is atomic.
 _threshold = _OFF
 _env_checked = False  # the one-time look at OMNIQ_LOG_* has happened
+# The configuration in force (None while omniq's records are off), and a number that changes
+# with every configure() and reset(), so a process pool can tell when its children must be
+# told again (see export_config).
+_applied: _Settings | None = None
+_generation = 0
 
 # Libraries built on loguru disable their namespace and let the application opt in.
 _root_logger.disable(LOGGER_NAME)
@@ -179,12 +184,14 @@ def reset() -> None:
     The environment is looked at afresh on the next omniq log call. Meant for tests and for
     applications that reconfigure logging wholesale; it flushes file sinks.
     """
-    global _threshold, _env_checked
+    global _threshold, _env_checked, _applied, _generation
     with _lock:
         _remove_own_sinks()
         _root_logger.disable(LOGGER_NAME)
         _threshold = _OFF
         _env_checked = False
+        _applied = None
+        _generation += 1
 
 
 def _resolve(
@@ -313,9 +320,29 @@ def _check_writable(path: Path, sources: Mapping[str, str]) -> None:
         ) from exc
 
 
-def _apply(settings: _Settings) -> None:
-    """Install the sinks for ``settings``, then drop the ones installed before."""
-    global _threshold, _env_checked
+def _apply(settings: _Settings, *, follower: bool = False) -> None:
+    """Install the sinks for ``settings``, then drop the ones installed before.
+
+    A ``follower`` (a child process applying its parent's settings) appends to the file
+    without rotating it: only the parent rotates, and the child reopens the file when it
+    was rotated away (loguru's ``watch``). It writes directly, without loguru's queue, so a
+    child that crashes has written every record logged before the crash.
+    """
+    global _threshold, _env_checked, _applied, _generation
+    if follower:
+        # Passed on to open(): each file the sink creates is 0600.
+        file_options: dict[str, Any] = {"watch": True, "enqueue": False, "opener": private_opener}
+    else:
+        file_options = {
+            # Records from every thread, and from forked children that inherit this
+            # sink, go through one queue to one writer, a whole line at a time.
+            "enqueue": True,
+            "rotation": settings.rotation,
+            "retention": settings.retention,
+            "compression": private_compression(settings.compression),
+            # Passed on to open(): each file the sink creates (rotation too) is 0600.
+            "opener": private_opener,
+        }
     if settings.file is not None:
         _check_writable(settings.file, settings.sources)
 
@@ -332,14 +359,7 @@ def _apply(settings: _Settings) -> None:
                     colorize=False,
                     backtrace=False,
                     diagnose=False,
-                    # Records from every thread, and from forked children that inherit this
-                    # sink, go through one queue to one writer, a whole line at a time.
-                    enqueue=True,
-                    rotation=settings.rotation,
-                    retention=settings.retention,
-                    compression=private_compression(settings.compression),
-                    # Passed on to open(): each file the sink creates (rotation too) is 0600.
-                    opener=private_opener,
+                    **file_options,
                 )
             )
         if settings.sink is not None or settings.file is None:
@@ -367,6 +387,8 @@ def _apply(settings: _Settings) -> None:
     _root_logger.enable(LOGGER_NAME)
     _threshold = _root_logger.level(settings.level).no
     _env_checked = True
+    _applied = settings
+    _generation += 1
 
 
 def _remove_own_sinks() -> None:
@@ -411,6 +433,101 @@ def _configure_from_env() -> int:
             warnings.warn(f"{exc}; omniq logs to stderr instead", RuntimeWarning, stacklevel=2)
             _apply(replace(settings, file=None))
         return _threshold
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def export_config() -> tuple[int, dict[str, Any] | None]:
+    """The configuration in force as JSON-ready data for a child process, and its generation.
+
+    ``None`` means omniq's records are off: not configured (yet), so a child looks at the
+    ``OMNIQ_LOG_*`` environment it inherits, as this process would on its first log call.
+    The generation changes with every :func:`configure` and :func:`reset`, so a caller can
+    tell when to send the configuration again. A child can share only the standard streams:
+    for any other ``sink`` the data says ``"stream": "stderr"`` and ``"substituted": True``.
+    """
+    with _lock:
+        settings, generation = _applied, _generation
+    if settings is None:
+        return generation, None
+    stream, substituted = _stream_of(settings)
+    return generation, {
+        "level": settings.level,
+        "mode": settings.mode,
+        "file": str(settings.file) if settings.file is not None else None,
+        "stream": stream,
+        "substituted": substituted,
+        "colorize": settings.colorize,
+    }
+
+
+def apply_config(config: Mapping[str, Any] | None) -> None:
+    """In a child process, apply what :func:`export_config` gave the parent.
+
+    Same level, mode and file, and the inherited stderr/stdout for a stream sink, so the
+    child's records look like the parent's and land in the same places. The file is
+    appended to and never rotated here (see ``_apply``). ``None`` switches omniq's records
+    off, as :func:`reset` does. ``ValueError`` for data that is not such a configuration.
+    """
+    if config is None:
+        reset()
+        return
+    stream = config.get("stream")
+    if stream not in (None, "stderr", "stdout"):
+        raise ValueError(f"unknown log stream {stream!r} (expected 'stderr', 'stdout' or None)")
+    file = config.get("file")
+    colorize = config.get("colorize")
+    settings = _Settings(
+        level=_check_choice("level", config.get("level"), ALLOWED_LEVELS, {}),
+        mode=_check_choice("mode", config.get("mode"), ALLOWED_MODES, {}),
+        file=Path(file) if isinstance(file, str) else None,
+        rotation=DEFAULT_ROTATION,  # unused by a follower
+        retention=DEFAULT_RETENTION,
+        compression=None,
+        sink=None if stream is None else (sys.stdout if stream == "stdout" else sys.stderr),
+        colorize=colorize if isinstance(colorize, bool) else None,
+        sources={},
+    )
+    if settings.file is None and settings.sink is None:
+        settings = replace(settings, sink=sys.stderr)
+    with _lock:
+        _apply(settings, follower=True)
+
+
+def prepare_child_process() -> None:
+    """In a fresh child process, keep loguru's default sink for the application's own records.
+
+    The default stderr sink loguru adds on import would also print omniq's records, a second
+    time next to omniq's own sink; it is replaced by the same sink without them. An
+    application that removed it (in code its main module runs on import) keeps its choice.
+    """
+    with _lock:
+        try:
+            _root_logger.remove(0)
+        except ValueError:
+            return
+        _root_logger.add(sys.stderr, filter=lambda record: not _is_omniq_record(record))
+
+
+def _stream_of(settings: _Settings) -> tuple[str | None, bool]:
+    """Which standard stream a child should write to for ``settings``, and whether it stands in."""
+    sink = settings.sink
+    if sink is None:
+        return (None if settings.file is not None else "stderr"), False
+    for name, streams in (
+        ("stderr", (sys.stderr, sys.__stderr__)),
+        ("stdout", (sys.stdout, sys.__stdout__)),
+    ):
+        if any(sink is stream for stream in streams if stream is not None):
+            return name, False
+    try:
+        number = sink.fileno()  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        number = None
+    if number in (1, 2):
+        return ("stdout" if number == 1 else "stderr"), False
+    return "stderr", True
 
 
 def _is_omniq_record(record: Record) -> bool:

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from omniq.durations import format_duration, parse_duration
 from omniq.cli.output import relative, shorten, to_json
 from omniq.cli.progress import Progress
+from omniq.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -229,6 +229,8 @@ def test_from_env_reads_task_modules_and_imports_comma_separated() -> None:
     assert settings.imports == ("app.tasks", "reports")
     with pytest.raises(ValueError, match="'\\*'"):
         Settings.from_env({"OMNIQ_TASK_MODULES": "*"})
+
+
 def test_values_at_the_bounds_are_accepted() -> None:
     settings = Settings(max_retries=2**31 - 1, task_timeout=100 * 365.25 * 86_400)
     assert settings.max_retries == 2**31 - 1
