@@ -94,7 +94,8 @@ FINISH = f"""
 """
 
 # Many outcomes without successors in one statement (one round-trip, one commit); the
-# notification is sent if any of them made a task pending again (a retry).
+# notification is sent if any of them made a task pending again (a retry), and each
+# task that reached a final state is named on the finished channel (result waiters).
 FINISH_MANY = f"""
     WITH done AS (
         UPDATE {TABLE} AS t
@@ -109,9 +110,11 @@ FINISH_MANY = f"""
         ) AS v(id, token, status, result, error, delay, final, wakes, expiry)
         WHERE t.id = v.id AND t.status = 'running' AND t.attempt_token = v.token
             AND (v.expiry IS NULL OR t.lease_until < {NOW} + v.expiry)
-        RETURNING t.id, v.wakes
+        RETURNING t.id, v.wakes, v.final
     )
-    SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END FROM done
+    SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END,
+        CASE WHEN final THEN pg_notify(%(finished_channel)s, id) END
+    FROM done
 """
 
 RELEASE = f"""
@@ -159,6 +162,17 @@ def expiry(transition: Transition) -> float | None:
 def wakes(transition: Transition) -> bool:
     """Whether applying ``transition`` makes a task pending (a retry, a next run)."""
     return transition.status == TaskStatus.PENDING.value or transition.successor is not None
+
+
+def finished_channel(channel: str) -> str:
+    """The channel naming finished tasks, beside ``channel`` (at most 63 bytes).
+
+    ``channel_name`` never makes an ``omniq-done.`` name, so the two cannot meet.
+    """
+    name = "omniq-done." + channel.removeprefix("omniq.")
+    if len(name.encode()) > NAME_LIMIT:
+        name = "omniq-done." + hashlib.sha256(channel.encode()).hexdigest()[:32]
+    return name
 
 
 def channel_name(schema: str) -> str:

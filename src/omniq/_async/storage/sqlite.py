@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import aiosqlite
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncLock, arun_blocking
 from omniq._fs import ensure_private_file
+from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
@@ -145,6 +146,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         self._lock = AsyncLock()
         # After an empty claim: (data_version, earliest pending eta) at that moment.
         self._idle: tuple[int, float | None] | None = None
+        # Cross-process wake-ups: sockets in "omniq.db-wakeup/" beside the database.
+        self._wakeup = channel_for(self.path.with_name(self.path.name + "-wakeup"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -202,6 +205,22 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if conn is not None:
             await conn.close()
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
+        self._wakeup.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` when tasks finish in any process; False: poll."""
+        return self._wakeup.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe_finished(callback)
+
     async def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             await self.open()
@@ -241,9 +260,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
         if len(rows) == 1:
             await self._write(_INSERT, rows[0])
-            return
-        async with self._transaction() as conn:
-            await conn.executemany(_INSERT, rows)
+        else:
+            async with self._transaction() as conn:
+                await conn.executemany(_INSERT, rows)
+        self._wakeup.notify_due()
 
     async def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
         """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
@@ -277,9 +297,12 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
             cursor = await self._write(_FINISH, _finish_params(task_id, token, transition))
-            return [cursor.rowcount == 1]
-        async with self._transaction() as conn:
-            return [await self._finish_one(conn, *item) for item in items]
+            applied = [cursor.rowcount == 1]
+        else:
+            async with self._transaction() as conn:
+                applied = [await self._finish_one(conn, *item) for item in items]
+        self._wakeup.notify_settled(items, applied)
+        return applied
 
     async def _finish_one(
         self, conn: aiosqlite.Connection, task_id: str, token: str, transition: Transition
@@ -306,12 +329,16 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             finished = [await self._finish_one(conn, *item) for item in items]
             cursor = await conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
             rows = await cursor.fetchall()
+        self._wakeup.notify_settled(items, finished)
         return finished, _ordered(rows)
 
     async def release(self, task_id: str, token: str, now: float) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
         cursor = await self._write(_RELEASE, (now, now, task_id, token))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
@@ -380,7 +407,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             "WHERE id = ? AND status = 'pending'",
             (now, now, task_id),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_finished([task_id])
+        return True
 
     async def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
         """Tasks, newest change first, optionally of one status."""
@@ -411,7 +441,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             "WHERE id = ? AND status IN ('failed', 'cancelled')",
             (now, now, task_id),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     async def purge(self, before: float, statuses: Sequence[str]) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""

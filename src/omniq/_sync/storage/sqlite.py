@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Iterable, Sequence
+from collections.abc import Iterator, Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import sqlite3
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import Lock, run_blocking
 from omniq._fs import ensure_private_file
+from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
@@ -146,6 +147,8 @@ class SQLiteStorage(BaseStorage):
         self._lock = Lock()
         # After an empty claim: (data_version, earliest pending eta) at that moment.
         self._idle: tuple[int, float | None] | None = None
+        # Cross-process wake-ups: sockets in "omniq.db-wakeup/" beside the database.
+        self._wakeup = channel_for(self.path.with_name(self.path.name + "-wakeup"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -203,6 +206,22 @@ class SQLiteStorage(BaseStorage):
         if conn is not None:
             conn.close()
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
+        self._wakeup.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` when tasks finish in any process; False: poll."""
+        return self._wakeup.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe_finished(callback)
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.open()
@@ -242,9 +261,10 @@ class SQLiteStorage(BaseStorage):
         rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
         if len(rows) == 1:
             self._write(_INSERT, rows[0])
-            return
-        with self._transaction() as conn:
-            conn.executemany(_INSERT, rows)
+        else:
+            with self._transaction() as conn:
+                conn.executemany(_INSERT, rows)
+        self._wakeup.notify_due()
 
     def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
         """Claim up to ``limit`` due tasks with one ``UPDATE ... RETURNING``.
@@ -278,9 +298,12 @@ class SQLiteStorage(BaseStorage):
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
             cursor = self._write(_FINISH, _finish_params(task_id, token, transition))
-            return [cursor.rowcount == 1]
-        with self._transaction() as conn:
-            return [self._finish_one(conn, *item) for item in items]
+            applied = [cursor.rowcount == 1]
+        else:
+            with self._transaction() as conn:
+                applied = [self._finish_one(conn, *item) for item in items]
+        self._wakeup.notify_settled(items, applied)
+        return applied
 
     def _finish_one(
         self, conn: sqlite3.Connection, task_id: str, token: str, transition: Transition
@@ -307,12 +330,16 @@ class SQLiteStorage(BaseStorage):
             finished = [self._finish_one(conn, *item) for item in items]
             cursor = conn.execute(_CLAIM, (token, lease_until, now, now, now, limit))
             rows = cursor.fetchall()
+        self._wakeup.notify_settled(items, finished)
         return finished, _ordered(rows)
 
     def release(self, task_id: str, token: str, now: float) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
         cursor = self._write(_RELEASE, (now, now, task_id, token))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
@@ -381,7 +408,10 @@ class SQLiteStorage(BaseStorage):
             "WHERE id = ? AND status = 'pending'",
             (now, now, task_id),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_finished([task_id])
+        return True
 
     def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
         """Tasks, newest change first, optionally of one status."""
@@ -412,7 +442,10 @@ class SQLiteStorage(BaseStorage):
             "WHERE id = ? AND status IN ('failed', 'cancelled')",
             (now, now, task_id),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     def purge(self, before: float, statuses: Sequence[str]) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""
