@@ -13,8 +13,9 @@ Topics: ``due`` (tasks were made pending: enqueued, released, retried, requeued,
 recovered; workers look again) and ``done`` (tasks reached a final state: the
 datagram names them, so a waiting ``get_result`` wakes for its own task only).
 
-A producer keeps the directory listing while the directory's mtime says nothing
-changed. A path too long for ``sun_path`` is reached through ``/proc/self/fd/N/``
+The sending side (the listing cache, one connected socket per listener) is in
+``omniq._wakeup_sender``; this module is the listening side and the entry point.
+A path too long for ``sun_path`` is reached through ``/proc/self/fd/N/``
 (Linux); where that is impossible, on platforms without ``AF_UNIX``, or where the
 directory cannot hold sockets, subscribing returns False and callers poll. A
 forked child closes the parent's sockets and starts with no subscription.
@@ -25,12 +26,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import re
 import secrets
 import select
 import socket
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -39,11 +38,20 @@ from typing import TypeAlias
 
 from omniq import logging as omniq_logging
 from omniq._fs import DIR_MODE, FILE_MODE, ensure_private_dir
+from omniq._wakeup_sender import ANY, DONE, DUE, NAME, Sender, SocketPaths, remove_if_stale
 from omniq.models import TaskStatus
 from omniq.records import Transition
 
-DUE = "due"
-DONE = "done"
+__all__ = [
+    "DONE",
+    "DUE",
+    "HAS_UNIX_SOCKETS",
+    "LINGER",
+    "DueCallback",
+    "FinishedCallback",
+    "WakeupChannel",
+    "channel_for",
+]
 
 DueCallback: TypeAlias = Callable[[], None]
 FinishedCallback: TypeAlias = Callable[[Collection[str] | None], None]
@@ -53,11 +61,6 @@ LINGER = 10.0
 """Seconds a socket outlives its last subscriber, so the next one reuses it."""
 
 HAS_UNIX_SOCKETS = hasattr(socket, "AF_UNIX")
-_NAME = re.compile(r"(due|done)-([0-9]{1,10})-([0-9a-f]{8})")
-_SUN_PATH_MAX = (108 if sys.platform.startswith("linux") else 104) - 1  # bytes, NUL excluded
-_RACY_NS = 1_000_000_000  # a listing taken this soon after the directory changed is not trusted
-_MAX_AGE_NS = 10_000_000_000  # list again at least this often, whatever the mtime says
-_STALE_GRACE = 2.0  # a refusing socket younger than this may be one being bound: left alone
 _RETRY_BIND = 30.0  # after a failed bind, subscribers poll this long before the next try
 _MAX_IDS_BYTES = 4096  # task ids in one datagram; more: "some tasks finished"
 _RECV_MAX = 65536
@@ -65,7 +68,6 @@ _SWEEP_MAX = 200  # entries a bind looks at for dead processes' sockets
 _COALESCE = 0.001  # after a wake-up, a listener lets a burst queue up this long (fewer wakes)
 _WOKEN = b"!"
 _IDS = b"="  # followed by task ids, one per line
-_ANY = b"*"  # some tasks finished, unknown which
 
 
 class _Listener:
@@ -92,7 +94,8 @@ class _Listener:
                 with contextlib.suppress(BlockingIOError):
                     while len(batch) < 64:  # what queued up meanwhile wakes once
                         batch.append(self.sock.recv(_RECV_MAX, socket.MSG_DONTWAIT))
-                self.channel.dispatch(self.topic, batch)
+                if batch:
+                    self.channel.dispatch(self.topic, batch)
                 time.sleep(_COALESCE)  # the datagrams wait in the queue: none is lost
         except (OSError, ValueError):  # closed under us: this listener is over
             return
@@ -112,19 +115,13 @@ class WakeupChannel:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._lock = threading.Lock()  # subscriptions, listeners, the directory fd
-        self._send_lock = threading.Lock()  # the listing and the send sockets
+        self._lock = threading.Lock()  # subscriptions, listeners, their directory fd
         self._due: list[DueCallback] = []
         self._done: list[FinishedCallback] = []
         self._listeners: dict[str, _Listener] = {}
+        self._paths = SocketPaths(self.directory)
+        self._sender = Sender(self.directory)
         self._retry_bind_at = 0.0
-        self._dirfd: int | None = None
-        self._listing: tuple[int, int, int] | None = None  # inode, mtime_ns, listed_ns
-        self._names: dict[str, list[str]] = {DUE: [], DONE: []}
-        self._targets: dict[str, socket.socket] = {}  # connected, one per listener
-        self._refused: set[str] = set()  # not retried before the next listing
-        self._overflowed: set[str] = set()  # its queue was full: the next datagram says "any"
-        self._complained = False
 
     def __repr__(self) -> str:
         return f"WakeupChannel({str(self.directory)!r})"
@@ -153,6 +150,7 @@ class WakeupChannel:
     def _subscribe(self, topic: str, callback: DueCallback | FinishedCallback) -> bool:
         self._check_pid()
         with self._lock:
+            # Kept even without a socket: this process's own writes still call it.
             self._callbacks(topic).append(callback)  # type: ignore[arg-type]
             listener = self._listeners.get(topic)
             if listener is not None:
@@ -161,15 +159,13 @@ class WakeupChannel:
             if not HAS_UNIX_SOCKETS or time.monotonic() < self._retry_bind_at:
                 return False
             try:
-                listener = self._bind(topic)
+                self._start_listener(topic, idle_since=None)
             except OSError as error:
                 self._retry_bind_at = time.monotonic() + _RETRY_BIND
                 omniq_logging.get_logger().debug(
                     f"no cross-process wake-ups in {self.directory} ({error}): polling instead"
                 )
                 return False
-            self._listeners[topic] = listener
-            listener.thread.start()
             return True
 
     def _unsubscribe(self, topic: str, callback: DueCallback | FinishedCallback) -> None:
@@ -181,21 +177,27 @@ class WakeupChannel:
             if listener is not None and not callbacks:
                 listener.idle_since = time.monotonic()
 
-    def _bind(self, topic: str) -> _Listener:
+    def _start_listener(self, topic: str, idle_since: float | None) -> None:
+        """Bind a new socket for ``topic`` and start reading it (``_lock`` held)."""
         self._prepare_directory()
         name = f"{topic}-{os.getpid()}-{secrets.token_hex(4)}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            sock.bind(self._address(name))
+            sock.bind(self._paths.address(name))
             os.chmod(self.directory / name, FILE_MODE)
         except BaseException:
             sock.close()
             raise
-        self._sweep()
-        return _Listener(self, topic, sock, name)
+        listener = _Listener(self, topic, sock, name)
+        listener.idle_since = idle_since
+        self._listeners[topic] = listener
+        self._sender.skip = frozenset(each.name for each in self._listeners.values())
+        listener.thread.start()
+        with contextlib.suppress(OSError):  # housekeeping: never a reason to poll
+            self._sweep()
 
     def _prepare_directory(self) -> None:
-        """Create the directory 0700; refuse a symlink, a non-directory, another owner's."""
+        """Create the directory 0700; refuse a symlink, a non-directory, another's directory."""
         ensure_private_dir(self.directory)
         info = os.lstat(self.directory)
         if not stat.S_ISDIR(info.st_mode):
@@ -205,70 +207,56 @@ class WakeupChannel:
         if stat.S_IMODE(info.st_mode) != DIR_MODE:
             os.chmod(self.directory, DIR_MODE)
 
-    def _address(self, name: str) -> str:
-        """Where to bind or connect to ``name`` (call with ``_lock`` held)."""
-        path = str(self.directory / name)
-        if len(os.fsencode(path)) <= _SUN_PATH_MAX:
-            return path
-        # sun_path is too short for this directory: name it through a directory fd.
-        if not os.path.isdir("/proc/self/fd"):
-            raise OSError(f"{self.directory} is too long a path for a Unix socket")
-        if self._dirfd is None:
-            self._dirfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        return f"/proc/self/fd/{self._dirfd}/{name}"
-
     def _sweep(self) -> None:
         """Unlink the sockets of processes that died without removing theirs."""
         with os.scandir(self.directory) as entries:
             names = [entry.name for _, entry in zip(range(_SWEEP_MAX), entries, strict=False)]
         for name in names:
-            match = _NAME.fullmatch(name)
+            match = NAME.fullmatch(name)
             if match is None or _alive(int(match.group(2))):
                 continue
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
-                probe.connect(self._address(name))
+                probe.connect(self._paths.address(name))
             except ConnectionRefusedError:
-                self._remove_if_stale(name)
+                remove_if_stale(self.directory, name)
             except OSError:
                 pass
             finally:
                 probe.close()
 
     def retire_if_idle(self, listener: _Listener) -> bool:
-        """Close ``listener`` if it has had no subscriber for ``LINGER`` seconds.
+        """Whether ``listener``'s thread should end; its socket is closed if so.
 
-        Also called by its thread every ``LINGER`` seconds: a socket file that was
-        removed (the directory wiped) is bound again, under a new name.
+        Called by that thread every ``LINGER`` seconds: a listener without
+        subscribers for that long is closed; one whose socket file disappeared
+        (the directory was wiped) is replaced by a new one.
         """
         with self._lock:
             if self._listeners.get(listener.topic) is not listener:
                 return True
             idle = listener.idle_since
             if idle is not None and time.monotonic() - idle >= LINGER:
-                del self._listeners[listener.topic]
-                self._close_listener(listener, unlink=True)
+                self._drop_listener(listener, unlink=True)
                 return True
-            if not os.path.exists(self.directory / listener.name):
-                try:
-                    fresh = self._bind(listener.topic)
-                except OSError:
-                    return False  # keep the old one: polling covers the gap
-                self._listeners[listener.topic] = fresh
-                fresh.idle_since = idle
-                fresh.thread.start()
-                self._close_listener(listener, unlink=False)
-                return True
-            return False
+            if os.path.exists(self.directory / listener.name):
+                return False
+            try:
+                self._start_listener(listener.topic, idle_since=idle)
+            except OSError:
+                return False  # keep the old one: polling covers the gap
+            listener.sock.close()
+            return True
 
     def forget(self, listener: _Listener) -> None:
         """``listener``'s thread ended: a later subscriber binds a new socket."""
         with self._lock:
             if self._listeners.get(listener.topic) is listener:
-                del self._listeners[listener.topic]
-                self._close_listener(listener, unlink=True)
+                self._drop_listener(listener, unlink=True)
 
-    def _close_listener(self, listener: _Listener, unlink: bool) -> None:
+    def _drop_listener(self, listener: _Listener, unlink: bool) -> None:
+        del self._listeners[listener.topic]
+        self._sender.skip = frozenset(each.name for each in self._listeners.values())
         listener.sock.close()
         if unlink:
             with contextlib.suppress(OSError):
@@ -284,7 +272,7 @@ class WakeupChannel:
             if ids is not None and data.startswith(_IDS):
                 ids.update(data[1:].decode("utf-8", "replace").split("\n"))
             else:
-                ids = None  # "any", or a probe: every waiter looks
+                ids = None  # ANY, or a probe: every waiter looks
         self._call_done(ids)
 
     def _call_due(self) -> None:
@@ -303,15 +291,19 @@ class WakeupChannel:
 
     def notify_due(self) -> None:
         """After a commit that made tasks pending: wake the workers of every process."""
-        self._send(DUE, _WOKEN)
+        if HAS_UNIX_SOCKETS:
+            self._check_pid()
+            self._sender.send(DUE, _WOKEN)
         self._call_due()
 
     def notify_finished(self, task_ids: Collection[str]) -> None:
         """After a commit that finished ``task_ids``: wake whoever waits for them."""
         if not task_ids:
             return
-        payload = _IDS + "\n".join(task_ids).encode("utf-8", "replace")
-        self._send(DONE, payload if len(payload) <= _MAX_IDS_BYTES else _ANY)
+        if HAS_UNIX_SOCKETS:
+            self._check_pid()
+            payload = _IDS + "\n".join(task_ids).encode("utf-8", "replace")
+            self._sender.send(DONE, payload if len(payload) <= _MAX_IDS_BYTES else ANY)
         self._call_done(task_ids)
 
     def notify_settled(
@@ -332,102 +324,6 @@ class WakeupChannel:
         if finished:
             self.notify_finished(finished)
 
-    def _send(self, topic: str, message: bytes) -> None:
-        """One datagram to each other process's socket of ``topic``; never raises."""
-        if not HAS_UNIX_SOCKETS:
-            return
-        self._check_pid()
-        try:
-            with self._send_lock:
-                for name in self._current(topic):
-                    self._send_one(name, topic, message)
-        except Exception as error:  # a wake-up must never fail the write it follows
-            if not self._complained:
-                self._complained = True
-                omniq_logging.get_logger().debug(f"wake-up in {self.directory} failed: {error}")
-
-    def _current(self, topic: str) -> list[str]:
-        """The socket names of ``topic``, listed again when the directory may have changed."""
-        try:
-            info = os.stat(self.directory)
-        except OSError:  # nobody ever listened here
-            self._listing = None
-            return []
-        now = time.time_ns()
-        listing = self._listing
-        if (
-            listing is None
-            or listing[:2] != (info.st_ino, info.st_mtime_ns)
-            or listing[2] - listing[1] < _RACY_NS  # a change could share that mtime
-            or now - listing[2] > _MAX_AGE_NS
-        ):
-            self._relist(info, now)
-        return self._names[topic]
-
-    def _relist(self, info: os.stat_result, now: int) -> None:
-        with self._lock:
-            own = {listener.name for listener in self._listeners.values()}
-            if self._dirfd is not None and os.fstat(self._dirfd).st_ino != info.st_ino:
-                os.close(self._dirfd)  # the directory was replaced
-                self._dirfd = None
-        names: dict[str, list[str]] = {DUE: [], DONE: []}
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                match = _NAME.fullmatch(entry.name)
-                if match is not None and entry.name not in own and not entry.is_symlink():
-                    names[match.group(1)].append(entry.name)
-        present = {*names[DUE], *names[DONE]}
-        for name in [name for name in self._targets if name not in present]:
-            self._targets.pop(name).close()
-        self._names = names
-        self._listing = (info.st_ino, info.st_mtime_ns, now)
-        self._refused.clear()
-        self._overflowed &= present
-
-    def _send_one(self, name: str, topic: str, message: bytes) -> None:
-        sock = self._targets.get(name)
-        if sock is None:
-            if name in self._refused:
-                return
-            sock = self._connect(name)
-            if sock is None:
-                return
-        data = _ANY if topic == DONE and name in self._overflowed else message
-        try:
-            sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:  # its queue is full: that process is awake anyway
-            if topic == DONE:
-                self._overflowed.add(name)  # ids were dropped: the next datagram says "any"
-            return
-        except OSError as error:  # refused: its process is gone
-            self._targets.pop(name).close()
-            self._refused.add(name)
-            if isinstance(error, ConnectionRefusedError):
-                self._remove_if_stale(name)
-            return
-        self._overflowed.discard(name)
-
-    def _connect(self, name: str) -> socket.socket | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            with self._lock:
-                sock.connect(self._address(name))
-        except OSError as error:
-            sock.close()
-            self._refused.add(name)
-            if isinstance(error, ConnectionRefusedError):
-                self._remove_if_stale(name)
-            return None
-        self._targets[name] = sock
-        return sock
-
-    def _remove_if_stale(self, name: str) -> None:
-        """Unlink a socket that refused, unless it is young (it may be being bound)."""
-        path = self.directory / name
-        with contextlib.suppress(OSError):
-            if time.time() - os.lstat(path).st_mtime > _STALE_GRACE:
-                os.unlink(path)
-
     # ------------------------------------------------------------------ processes
 
     def _check_pid(self) -> None:
@@ -435,16 +331,16 @@ class WakeupChannel:
             self.after_fork()
 
     def after_fork(self) -> None:
-        """In a forked child: close the parent's sockets (its files stay) and start afresh."""
+        """In a forked child: close the parent's sockets (its files stay) and start afresh.
+
+        The child has none of the parent's threads, and its subscribers (the
+        parent's pools) do not run in it: it starts with no subscription.
+        """
         for listener in self._listeners.values():
             with contextlib.suppress(OSError):
                 listener.sock.close()
-        for sock in self._targets.values():
-            with contextlib.suppress(OSError):
-                sock.close()
-        if self._dirfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._dirfd)
+        self._paths.close()
+        self._sender.close()
         self._reset()
 
     def unlink_own(self) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from omniq import _wakeup
+from omniq import _wakeup, _wakeup_sender
 from omniq._wakeup import channel_for
 from omniq.records import Transition
 
@@ -142,7 +142,7 @@ def test_a_producer_reaches_a_listener_bound_in_the_same_mtime_tick(tmp_path: Pa
 def test_a_dead_listeners_socket_is_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_wakeup, "_MAX_AGE_NS", 0)  # every send lists the directory again
+    monkeypatch.setattr(_wakeup_sender, "_MAX_AGE_NS", 0)  # every send lists the directory again
     directory = tmp_path / "wakeup"
     process = listener_in_another_process(directory)
     process.send_signal(signal.SIGKILL)
