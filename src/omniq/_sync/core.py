@@ -141,8 +141,10 @@ class OmniQ:
 
         Without ``wait`` an unfinished task gives ``None``. With ``wait=True`` the
         call waits for the task to finish, at most ``timeout`` seconds (then
-        ``TimeoutError``). A failed task raises :class:`~omniq.exceptions.TaskFailed`,
-        a cancelled one :class:`~omniq.exceptions.TaskCancelled`, an unknown id
+        ``TimeoutError``); the store wakes it when the task finishes in any process
+        where it can (SQLite, files, PostgreSQL), else it polls. A failed task
+        raises :class:`~omniq.exceptions.TaskFailed`, a cancelled one
+        :class:`~omniq.exceptions.TaskCancelled`, an unknown id
         :class:`~omniq.exceptions.TaskNotFound`.
         """
         if not wait:
