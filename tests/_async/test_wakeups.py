@@ -23,8 +23,9 @@ from processes import environment, finish, start_worker
 from task_functions import lines
 
 import omniq._async.core as core_module
-from omniq import AsyncOmniQ, Settings, TaskCancelled, TaskFailed, TaskStatus
+from omniq import AsyncOmniQ, AsyncTaskQueue, Settings, TaskCancelled, TaskFailed, TaskStatus
 from omniq._concurrency import asleep
+from omniq.records import Transition
 
 TWIN = "async" if inspect.iscoroutinefunction(AsyncOmniQ.enqueue) else "sync"
 SLOW_POLL = "30"
@@ -148,3 +149,41 @@ async def test_a_dead_workers_task_goes_before_the_backlog(omniq: AsyncOmniQ) ->
     assert recovered is not None and recovered["status"] == TaskStatus.PENDING
     order = [task.id for task in await queue.dequeue_many(10)]
     assert order == [first, *backlog]
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's NOTIFY payloads")
+async def test_postgres_names_the_finished_tasks_of_a_batch(settings: Settings) -> None:
+    from omniq._async.storage.postgres import AsyncPostgresStorage
+
+    storage = AsyncPostgresStorage(settings.dsn or "")
+    calls: list[set[str] | None] = []
+    queue = AsyncTaskQueue(storage)
+    await queue.open()
+    try:
+        assert storage.subscribe_finished(
+            lambda ids: calls.append(None if ids is None else set(ids))
+        )
+        await wait_for_calls(calls, 1)  # listening: it says so with an "unknown which" call
+        for count in (3, 300):  # 300 ids are more than one NOTIFY payload holds
+            calls.clear()
+            ids = await queue.enqueue_many(
+                {"func_path": "task_functions.add"} for _ in range(count)
+            )
+            now = time.time()
+            claimed = await storage.claim(now, now + 60, count)
+            done = Transition(status=TaskStatus.COMPLETED.value, now=now, result="null")
+            applied = await storage.finish_many(
+                [(r.id, r.attempt_token or "", done) for r in claimed]
+            )
+            assert all(applied) and len(applied) == count
+            await wait_for_calls(calls, 1)
+            assert calls == ([set(ids)] if count == 3 else [None])
+    finally:
+        await queue.close()
+
+
+async def wait_for_calls(calls: list[set[str] | None], count: int) -> None:
+    deadline = time.monotonic() + PROMPT
+    while len(calls) < count:
+        assert time.monotonic() < deadline, "no wake-up came"
+        await asleep(0.01)

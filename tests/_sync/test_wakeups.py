@@ -24,8 +24,9 @@ from processes import environment, finish, start_worker
 from task_functions import lines
 
 import omniq._sync.core as core_module
-from omniq import OmniQ, Settings, TaskCancelled, TaskFailed, TaskStatus
+from omniq import OmniQ, TaskQueue, Settings, TaskCancelled, TaskFailed, TaskStatus
 from omniq._concurrency import sleep
+from omniq.records import Transition
 
 TWIN = "async" if inspect.iscoroutinefunction(OmniQ.enqueue) else "sync"
 SLOW_POLL = "30"
@@ -149,3 +150,41 @@ def test_a_dead_workers_task_goes_before_the_backlog(omniq: OmniQ) -> None:
     assert recovered is not None and recovered["status"] == TaskStatus.PENDING
     order = [task.id for task in queue.dequeue_many(10)]
     assert order == [first, *backlog]
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL's NOTIFY payloads")
+def test_postgres_names_the_finished_tasks_of_a_batch(settings: Settings) -> None:
+    from omniq._sync.storage.postgres import PostgresStorage
+
+    storage = PostgresStorage(settings.dsn or "")
+    calls: list[set[str] | None] = []
+    queue = TaskQueue(storage)
+    queue.open()
+    try:
+        assert storage.subscribe_finished(
+            lambda ids: calls.append(None if ids is None else set(ids))
+        )
+        wait_for_calls(calls, 1)  # listening: it says so with an "unknown which" call
+        for count in (3, 300):  # 300 ids are more than one NOTIFY payload holds
+            calls.clear()
+            ids = queue.enqueue_many(
+                {"func_path": "task_functions.add"} for _ in range(count)
+            )
+            now = time.time()
+            claimed = storage.claim(now, now + 60, count)
+            done = Transition(status=TaskStatus.COMPLETED.value, now=now, result="null")
+            applied = storage.finish_many(
+                [(r.id, r.attempt_token or "", done) for r in claimed]
+            )
+            assert all(applied) and len(applied) == count
+            wait_for_calls(calls, 1)
+            assert calls == ([set(ids)] if count == 3 else [None])
+    finally:
+        queue.close()
+
+
+def wait_for_calls(calls: list[set[str] | None], count: int) -> None:
+    deadline = time.monotonic() + PROMPT
+    while len(calls) < count:
+        assert time.monotonic() < deadline, "no wake-up came"
+        sleep(0.01)

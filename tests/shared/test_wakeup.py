@@ -327,3 +327,13 @@ def test_a_forked_child_closes_the_parents_socket_and_listens_on_its_own(tmp_pat
         channel.unsubscribe(recorder.due)
         if child.is_alive():
             child.kill()
+
+
+def test_postgres_payloads_split_ids_under_the_notify_limit() -> None:
+    from omniq._postgres_sql import PAYLOAD_LIMIT, finished_payloads
+
+    ids = [f"{number:036d}" for number in range(500)]
+    payloads = finished_payloads(ids)
+    assert len(payloads) > 1 and all(len(payload) < PAYLOAD_LIMIT for payload in payloads)
+    assert [part for payload in payloads for part in payload.split(",")] == ids
+    assert finished_payloads([]) == []

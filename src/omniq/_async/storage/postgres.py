@@ -75,6 +75,7 @@ from omniq._postgres_sql import (
     expiry,
     finish_params,
     finished_channel,
+    finished_payloads,
     wakes,
 )
 from omniq._wakeup import DONE, DUE, LINGER, FinishedCallback
@@ -275,7 +276,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 self._callbacks.remove(callback)
 
     def subscribe_finished(self, callback: FinishedCallback) -> bool:
-        """Call ``callback((task_id,))`` whenever a task reaches a final state, in any process.
+        """Call ``callback(task_ids)`` whenever tasks reach a final state, in any process.
 
         The first subscription starts a second listener, on the finished channel; it
         stops ``LINGER`` seconds after the last subscriber left. After each
@@ -328,7 +329,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             return
         with self._guard:
             callbacks = list(self._finished_callbacks)
-        ids = (payload,) if payload else None  # none: after a (re)connection, unknown which
+        ids = payload.split(",") if payload else None  # none: unknown which (a reconnection)
         for callback in callbacks:
             try:
                 callback(ids)
@@ -430,11 +431,15 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 for changed, (_, _, transition) in zip(results, items, strict=True)
             ):
                 await conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
-            for changed, (task_id, _, transition) in zip(results, items, strict=True):
-                if changed and transition.is_final:
-                    await conn.execute(
-                        "SELECT pg_notify(%s, %s)", (finished_channel(self._channel), task_id)
-                    )
+            finished = [
+                task_id
+                for changed, (task_id, _, transition) in zip(results, items, strict=True)
+                if changed and transition.is_final
+            ]
+            for payload in finished_payloads(finished):
+                await conn.execute(
+                    "SELECT pg_notify(%s, %s)", (finished_channel(self._channel), payload)
+                )
         return results
 
     async def _finish_in_one_statement(
