@@ -1,7 +1,7 @@
 """A worker process for the multi-process and fault tests.
 
 ``python worker_process.py {async|sync} [--mode drain|serve] [--concurrency N]
-[--lease S] [--grace S]``. The store comes from the ``OMNIQ_*`` environment
+[--lease S] [--grace S] [--poll S]``. The store comes from the ``OMNIQ_*`` environment
 (``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
 more is due; ``serve`` runs until SIGINT/SIGTERM. Prints the number of task
 executions it finished, then ``ready`` is printed at start so tests can wait for it.
@@ -23,6 +23,7 @@ def options() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--poll", type=float, default=0.05, help="poll_interval, seconds")
     parser.add_argument("--log", action="store_true", help="omniq's log to stderr")
     return parser.parse_args()
 
@@ -57,7 +58,7 @@ def main() -> None:
     args = options()
     if args.log:
         configure(level="INFO")  # to stderr: a test reads it to see what the worker does
-    settings = Settings.from_env(poll_interval=0.05)
+    settings = Settings.from_env(poll_interval=args.poll)
     if args.twin == "async":
         done = asyncio.run(work_async(settings, args))
     else:

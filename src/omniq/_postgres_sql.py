@@ -8,6 +8,7 @@ clock (see ``NOW``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from omniq.models import TaskStatus
@@ -27,6 +28,7 @@ NOW = "extract(epoch FROM statement_timestamp())::float8"
 # First key of the advisory lock that serializes migrations (the second: the schema hash).
 MIGRATION_LOCK_CLASS = 0x6F6D6E69  # "omni"
 NAME_LIMIT = 63  # PostgreSQL identifiers, channel names included, are at most 63 bytes
+PAYLOAD_LIMIT = 8000  # bytes of a NOTIFY payload
 LISTEN_SLICE = 0.5  # how long one wait for notifications lasts before the stop flag is read
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 10.0
 
@@ -94,7 +96,13 @@ FINISH = f"""
 """
 
 # Many outcomes without successors in one statement (one round-trip, one commit); the
-# notification is sent if any of them made a task pending again (a retry).
+# notification is sent if any of them made a task pending again (a retry), and the
+# tasks that reached a final state are named, in one notification, on the finished
+# channel (result waiters; the subquery runs once, and only if a row changed).
+# The ids of the finished rows of ``done``, comma-separated; '' (any) past NOTIFY's limit.
+FINISHED_IDS = f"""CASE WHEN sum(octet_length(id) + 1) < {PAYLOAD_LIMIT}
+    THEN string_agg(id, ',') ELSE '' END"""
+
 FINISH_MANY = f"""
     WITH done AS (
         UPDATE {TABLE} AS t
@@ -109,9 +117,13 @@ FINISH_MANY = f"""
         ) AS v(id, token, status, result, error, delay, final, wakes, expiry)
         WHERE t.id = v.id AND t.status = 'running' AND t.attempt_token = v.token
             AND (v.expiry IS NULL OR t.lease_until < {NOW} + v.expiry)
-        RETURNING t.id, v.wakes
+        RETURNING t.id, v.wakes, v.final
     )
-    SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END FROM done
+    SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END, (
+        SELECT pg_notify(%(finished_channel)s, {FINISHED_IDS}) FROM done WHERE final
+        HAVING count(*) > 0
+    )
+    FROM done
 """
 
 RELEASE = f"""
@@ -159,6 +171,34 @@ def expiry(transition: Transition) -> float | None:
 def wakes(transition: Transition) -> bool:
     """Whether applying ``transition`` makes a task pending (a retry, a next run)."""
     return transition.status == TaskStatus.PENDING.value or transition.successor is not None
+
+
+def finished_channel(channel: str) -> str:
+    """The channel naming finished tasks, beside ``channel`` (at most 63 bytes).
+
+    ``channel_name`` never makes an ``omniq-done.`` name, so the two cannot meet.
+    """
+    name = "omniq-done." + channel.removeprefix("omniq.")
+    if len(name.encode()) > NAME_LIMIT:
+        name = "omniq-done." + hashlib.sha256(channel.encode()).hexdigest()[:32]
+    return name
+
+
+def finished_payloads(task_ids: Sequence[str]) -> list[str]:
+    """``task_ids`` comma-separated, in as few NOTIFY payloads as their limit allows."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for task_id in task_ids:
+        length = len(task_id.encode()) + 1
+        if current and size + length >= PAYLOAD_LIMIT:
+            payloads.append(",".join(current))
+            current, size = [], 0
+        current.append(task_id)
+        size += length
+    if current:
+        payloads.append(",".join(current))
+    return payloads
 
 
 def channel_name(schema: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +22,7 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.factory import storage_from_settings
 from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.worker import AsyncWorkerPool
-from omniq._concurrency import asleep
+from omniq._concurrency import AsyncEvent
 from omniq._validation import non_negative_number
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import Settings
@@ -32,6 +32,9 @@ from omniq.serialization import Serializer
 
 _RESULT_POLL_START = 0.01
 _RESULT_POLL_MAX = 0.5
+# With wake-ups from the store, a waiting get_result still looks this often: the
+# safety net for a wake-up lost (a full socket queue, a listener reconnecting).
+RESULT_SAFETY_POLL = 2.0
 
 
 class AsyncOmniQ:
@@ -156,33 +159,42 @@ class AsyncOmniQ:
 
         Without ``wait`` an unfinished task gives ``None``. With ``wait=True`` the
         call waits for the task to finish, at most ``timeout`` seconds (then
-        ``TimeoutError``). A failed task raises :class:`~omniq.exceptions.TaskFailed`,
-        a cancelled one :class:`~omniq.exceptions.TaskCancelled`, an unknown id
+        ``TimeoutError``); the store wakes it when the task finishes in any process
+        where it can (SQLite, files, PostgreSQL), else it polls. A failed task
+        raises :class:`~omniq.exceptions.TaskFailed`, a cancelled one
+        :class:`~omniq.exceptions.TaskCancelled`, an unknown id
         :class:`~omniq.exceptions.TaskNotFound`, a completed task whose stored result
         cannot be decoded :class:`~omniq.exceptions.StorageError`.
         """
         timeout = None if timeout is None else non_negative_number("timeout", timeout)
+        if not wait:
+            return _result_of(task_id, await self.queue.get_task(task_id))[1]
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = _RESULT_POLL_START
-        while True:
-            task = await self.queue.get_task(task_id)
-            if task is None:
-                raise TaskNotFound(task_id)
-            if task.status == TaskStatus.COMPLETED:
-                if task.error is not None:  # only set when the stored result is unreadable
-                    raise StorageError(f"task {task_id} completed, but {task.error.message}")
-                return task.result
-            if task.status == TaskStatus.FAILED:
-                raise TaskFailed(task_id, task.error)
-            if task.status == TaskStatus.CANCELLED:
-                raise TaskCancelled(task_id)
-            if not wait:
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id} did not finish within {timeout}s")
-            step = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
-            await asleep(step)
-            pause = min(pause * 2, _RESULT_POLL_MAX)
+        finished = AsyncEvent()
+
+        def on_finished(task_ids: Collection[str] | None) -> None:
+            if task_ids is None or task_id in task_ids:
+                finished.set()
+
+        # Subscribed before the first look, so a finish in between still wakes us.
+        pushed = self.queue.storage.subscribe_finished(on_finished)
+        pause = RESULT_SAFETY_POLL if pushed else _RESULT_POLL_START
+        try:
+            while True:
+                finished.clear()
+                done, result = _result_of(task_id, await self.queue.get_task(task_id))
+                if done:
+                    return result
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"task {task_id} did not finish within {timeout}s")
+                step = pause
+                if deadline is not None:
+                    step = min(step, max(deadline - time.monotonic(), 0))
+                await finished.wait(step)
+                if not pushed:
+                    pause = min(pause * 2, _RESULT_POLL_MAX)
+        finally:
+            self.queue.storage.unsubscribe_finished(on_finished)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a pending task; False if it already runs, has finished or is unknown."""
@@ -239,3 +251,23 @@ class AsyncOmniQ:
         }
         options.update(overrides)
         return AsyncWorkerPool(queue=self.queue, **options)
+
+
+def _result_of(task_id: str, task: Task | None) -> tuple[bool, Any]:
+    """``(True, result)`` for a completed task, ``(False, None)`` for an unfinished one.
+
+    A failed task raises ``TaskFailed``, a cancelled one ``TaskCancelled``, an
+    unknown id ``TaskNotFound``, a completed one whose result cannot be decoded
+    ``StorageError``.
+    """
+    if task is None:
+        raise TaskNotFound(task_id)
+    if task.status == TaskStatus.COMPLETED:
+        if task.error is not None:  # only set when the stored result is unreadable
+            raise StorageError(f"task {task_id} completed, but {task.error.message}")
+        return True, task.result
+    if task.status == TaskStatus.FAILED:
+        raise TaskFailed(task_id, task.error)
+    if task.status == TaskStatus.CANCELLED:
+        raise TaskCancelled(task_id)
+    return False, None

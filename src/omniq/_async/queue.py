@@ -604,12 +604,14 @@ class AsyncTaskQueue:
             )
             history = append_history(record.history, entry)
             # expired_before: if the holder renews its lease meanwhile, it is alive.
+            # Its own eta (already past) puts it back at its place in line, ahead of
+            # the backlog that queued up behind it, not at the back.
             if retry.should_retry(record.attempts, budget):
                 transition = Transition(
                     status=TaskStatus.PENDING.value,
                     now=now,
                     error=encode_error(lost),
-                    eta=now,
+                    eta=min(record.eta, now),
                     expired_before=now,
                     history=history,
                 )

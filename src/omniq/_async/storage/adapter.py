@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import arun_blocking
+from omniq._wakeup import FinishedCallback
 from omniq.blocking_storage import BlockingStorage, is_blocking_storage
 from omniq.records import TaskRecord, Transition
 
@@ -41,6 +42,14 @@ class AsyncStorageAdapter(AsyncBaseStorage):
     def unsubscribe(self, callback: Callable[[], None]) -> None:
         """Forward to the wrapped storage."""
         self.inner.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Forward to the wrapped storage."""
+        return self.inner.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Forward to the wrapped storage."""
+        self.inner.unsubscribe_finished(callback)
 
     async def add(self, records: Sequence[TaskRecord]) -> list[str]:
         """See :meth:`AsyncBaseStorage.add`."""

@@ -13,8 +13,10 @@ them. Tables live in the connection's current schema (``search_path``).
 Wake-ups use ``LISTEN/NOTIFY``: every write that makes a task pending sends a
 notification on a channel named after the schema, in the same transaction, and
 :meth:`subscribe` starts a listener on a dedicated connection that calls the
-subscribers. The schema is created on first use and versioned; the migration runs
-under a transaction-scoped advisory lock, so many workers may start at once.
+subscribers. A task reaching a final state is named on a second channel, which a
+second listener follows while a ``get_result`` waits (:meth:`subscribe_finished`).
+The schema is created on first use and versioned; the migration runs under a
+transaction-scoped advisory lock, so many workers may start at once.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ from omniq._postgres_sql import (
     channel_name,
     expiry,
     finish_params,
+    finished_channel,
+    finished_payloads,
     wakes,
 )
 from omniq._secrets import redact
+from omniq._wakeup import DONE, DUE, LINGER, FinishedCallback
 from omniq.exceptions import StorageError
 from omniq.models import TaskStatus
 from omniq.records import RECORD_FIELDS, TaskRecord, Transition
@@ -122,6 +127,11 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         self._callbacks: list[Callable[[], None]] = []
         self._listener: AsyncHandle | None = None
         self._listener_stop: AsyncEvent | None = None
+        # The finished channel's listener runs while someone waits, and LINGER s after.
+        self._finished_callbacks: list[FinishedCallback] = []
+        self._finished_listener: AsyncHandle | None = None
+        self._finished_stop: AsyncEvent | None = None
+        self._finished_idle_since: float | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_dsn(self.dsn)!r})"
@@ -211,16 +221,21 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         return str(row[0])
 
     async def close(self) -> None:
-        """Stop the listener and close the pool."""
+        """Stop the listeners and close the pool."""
         with self._guard:
-            listener, self._listener = self._listener, None
-            stop, self._listener_stop = self._listener_stop, None
-        if listener is not None and stop is not None:
-            stop.set()
-            acancel(listener)
-            if self._pool is not None:  # the listener may be waiting for a notification
-                await self._notify_now()
-            await ajoin([listener], 5.0)
+            listeners = [
+                (self._listener, self._listener_stop, self._channel),
+                (self._finished_listener, self._finished_stop, finished_channel(self._channel)),
+            ]
+            self._listener = self._listener_stop = None
+            self._finished_listener = self._finished_stop = None
+        for listener, stop, channel in listeners:
+            if listener is not None and stop is not None:
+                stop.set()
+                acancel(listener)
+                if self._pool is not None:  # the listener may be waiting for a notification
+                    await self._notify_now(channel)
+                await ajoin([listener], 5.0)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -233,10 +248,10 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         async with self._pool.connection() as conn:
             yield conn
 
-    async def _notify_now(self) -> None:
+    async def _notify_now(self, channel: str) -> None:
         try:
             async with self._connection() as conn:
-                await conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+                await conn.execute("SELECT pg_notify(%s, '')", (channel,))
         except psycopg.Error as error:
             omniq_logging.log_storage_error("notify", error)
 
@@ -255,13 +270,51 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             if self._listener is None:
                 stop = AsyncEvent()
                 self._listener_stop = stop
-                self._listener = aspawn(self._listen, stop, name="omniq-postgres-listener")
+                self._listener = aspawn(self._listen, stop, DUE, name="omniq-postgres-listener")
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback`` (the listener runs until :meth:`close`)."""
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` whenever tasks reach a final state, in any process.
+
+        The first subscription starts a second listener, on the finished channel; it
+        stops ``LINGER`` seconds after the last subscriber left. After each
+        (re)connection it calls the subscribers with ``None`` (a notification sent
+        while it was not listening is lost).
+        """
+        with self._guard:
+            self._finished_callbacks.append(callback)
+            self._finished_idle_since = None
+            if self._finished_listener is None:
+                stop = AsyncEvent()
+                self._finished_stop = stop
+                self._finished_listener = aspawn(
+                    self._listen, stop, DONE, name="omniq-postgres-finished-listener"
+                )
+        return True
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        with self._guard:
+            if callback in self._finished_callbacks:
+                self._finished_callbacks.remove(callback)
+            if not self._finished_callbacks:
+                self._finished_idle_since = time.monotonic()
+
+    def _retire_finished_listener(self, stop: AsyncEvent) -> bool:
+        """Whether the finished listener should stop: nobody has waited for ``LINGER`` s."""
+        with self._guard:
+            idle = self._finished_idle_since
+            if idle is None or time.monotonic() - idle < LINGER:
+                return False
+            if self._finished_stop is stop:
+                self._finished_listener = self._finished_stop = None
+        stop.set()
+        return True
 
     def _wake_subscribers(self) -> None:
         with self._guard:
@@ -272,7 +325,21 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             except Exception as error:  # one bad subscriber must not stop the listener
                 omniq_logging.log_storage_error("notify subscriber", error)
 
-    async def _listen(self, stop: AsyncEvent) -> None:
+    def _wake(self, topic: str, payload: str | None = None) -> None:
+        """Call the subscribers of ``topic``; a finished task's id is the ``payload``."""
+        if topic == DUE:
+            self._wake_subscribers()
+            return
+        with self._guard:
+            callbacks = list(self._finished_callbacks)
+        ids = payload.split(",") if payload else None  # none: unknown which (a reconnection)
+        for callback in callbacks:
+            try:
+                callback(ids)
+            except Exception as error:
+                omniq_logging.log_storage_error("notify subscriber", error)
+
+    async def _listen(self, stop: AsyncEvent, topic: str) -> None:
         delay = RECONNECT_MIN
         while not stop.is_set():
             try:
@@ -286,14 +353,18 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 continue
             try:
                 channel = channel_name(await self._current_schema(conn))
+                if topic == DONE:
+                    channel = finished_channel(channel)
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 delay = RECONNECT_MIN
-                self._wake_subscribers()
+                self._wake(topic)
                 while not stop.is_set():
-                    async for _ in conn.notifies(timeout=LISTEN_SLICE):
+                    async for note in conn.notifies(timeout=LISTEN_SLICE):
                         if stop.is_set():
                             break
-                        self._wake_subscribers()
+                        self._wake(topic, note.payload)
+                    if topic == DONE and self._retire_finished_listener(stop):
+                        break
             except Exception as error:  # the connection dropped: reconnect
                 if not stop.is_set():
                     omniq_logging.log_storage_error(
@@ -365,6 +436,15 @@ class AsyncPostgresStorage(AsyncBaseStorage):
                 for changed, (_, _, transition) in zip(results, items, strict=True)
             ):
                 await conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+            finished = [
+                task_id
+                for changed, (task_id, _, transition) in zip(results, items, strict=True)
+                if changed and transition.is_final
+            ]
+            for payload in finished_payloads(finished):
+                await conn.execute(
+                    "SELECT pg_notify(%s, %s)", (finished_channel(self._channel), payload)
+                )
         return results
 
     async def _finish_in_one_statement(
@@ -383,6 +463,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             "wakes": [wakes(t) for t in transitions],
             "expiries": [expiry(t) for t in transitions],
             "channel": self._channel,
+            "finished_channel": finished_channel(self._channel),
         }
         async with self._connection() as conn:
             cursor = await conn.execute(FINISH_MANY, params)
@@ -433,9 +514,10 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         """Cancel a PENDING task."""
         async with self._connection() as conn:
             cursor = await conn.execute(
-                f"UPDATE {TABLE} SET status = 'cancelled', updated_at = {NOW}, "
-                f"finished_at = {NOW} WHERE id = %s AND status = 'pending'",
-                (task_id,),
+                f"WITH c AS (UPDATE {TABLE} SET status = 'cancelled', updated_at = {NOW}, "
+                f"finished_at = {NOW} WHERE id = %s AND status = 'pending' RETURNING id) "
+                "SELECT pg_notify(%s, id) FROM c",
+                (task_id, finished_channel(self._channel)),
             )
             return cursor.rowcount == 1
 

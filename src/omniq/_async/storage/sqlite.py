@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from omniq import _sqlite_sql as sql
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncLock, arun_blocking
 from omniq._fs import ensure_private_file
+from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
@@ -92,6 +93,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         # After an empty claim, per set of queues asked for: (data_version, earliest
         # pending eta of those queues) at that moment.
         self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
+        # Cross-process wake-ups: sockets in "omniq.db-wakeup/" beside the database.
+        self._wakeup = channel_for(self.path.with_name(self.path.name + "-wakeup"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -173,6 +176,22 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if conn is not None:
             await conn.close()
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
+        self._wakeup.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` when tasks finish in any process; False: poll."""
+        return self._wakeup.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe_finished(callback)
+
     async def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             await self.open()
@@ -219,6 +238,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         inserts = [_insert(record) for record in records]
         if len(records) == 1 and records[0].unique_key is None:
             await self._write(*inserts[0])
+            self._wakeup.notify_due()
             return [records[0].id]
         ids = [record.id for record in records]
         async with self._transaction() as conn:
@@ -242,6 +262,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
                     run += 1
                 await conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
                 position = run
+        if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
+            self._wakeup.notify_due()
         return ids
 
     async def _holder(self, conn: aiosqlite.Connection, unique_key: str) -> str:
@@ -329,9 +351,12 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
             cursor = await self._write(sql.FINISH, _finish_params(task_id, token, transition))
-            return [cursor.rowcount == 1]
-        async with self._transaction() as conn:
-            return [await self._finish_one(conn, *item) for item in items]
+            applied = [cursor.rowcount == 1]
+        else:
+            async with self._transaction() as conn:
+                applied = [await self._finish_one(conn, *item) for item in items]
+        self._wakeup.notify_settled(items, applied)
+        return applied
 
     async def _finish_one(
         self, conn: aiosqlite.Connection, task_id: str, token: str, transition: Transition
@@ -367,6 +392,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         async with self._transaction() as conn:
             finished = [await self._finish_one(conn, *item) for item in items]
             claimed = await self._claim_in(conn, now, lease_until, limit, queues, worker)
+        self._wakeup.notify_settled(items, finished)
         return finished, claimed
 
     async def release(
@@ -374,7 +400,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
         cursor = await self._write(sql.RELEASE, (now, now, history, task_id, token))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
@@ -419,7 +448,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
         cursor = await self._write(sql.CANCEL, (now, now, task_id))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_finished([task_id])
+        return True
 
     async def list_tasks(
         self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
@@ -445,7 +477,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     async def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
         cursor = await self._write(sql.REQUEUE, (now, now, task_id))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     async def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+from omniq._wakeup import FinishedCallback
 from omniq.records import STATUSES, TaskRecord, Transition
 
 
@@ -42,6 +43,20 @@ class BaseStorage(ABC):
         """
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027  (optional hook)
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)``, from any thread, when tasks reach a final state.
+
+        Final: completed, failed or cancelled, by any process. ``task_ids`` names
+        them, or is ``None`` when the store cannot tell which (every waiter looks).
+        Returns whether such wake-ups will come: with False (this default) a
+        waiting ``get_result`` polls. ``callback`` must be quick and thread-safe.
+        """
+        del callback
+        return False
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:  # noqa: B027
         """Stop calling ``callback``; unknown callbacks are ignored."""
 
     def __enter__(self) -> BaseStorage:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omniq._sync.storage.base import BaseStorage
@@ -44,6 +44,7 @@ from omniq._filestore import (
     released_record,
     valid_id,
 )
+from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import TaskRecord, Transition
 
@@ -71,6 +72,7 @@ class FileStorage(BaseStorage):
         self._guard = ThreadGuard()
         self._opened = False
         self._last_seq = 0
+        self._wakeup = channel_for(self.path / "wakeup")  # cross-process wake-ups
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -90,6 +92,22 @@ class FileStorage(BaseStorage):
     def close(self) -> None:
         """Nothing to release: every operation opens and closes its own files."""
         self._opened = False
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
+        self._wakeup.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` when tasks finish in any process; False: poll."""
+        return self._wakeup.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe_finished(callback)
 
     def _ready(self) -> None:
         if not self._opened:
@@ -134,6 +152,7 @@ class FileStorage(BaseStorage):
         self._ready()
         items = list(zip(records, self._next_seqs(len(records)), strict=True))
         self._note(run_blocking(self._disk.add, items))
+        self._wakeup.notify_due()
 
     def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
         """Rename the oldest due pending files into running/, up to ``limit``."""
@@ -184,6 +203,7 @@ class FileStorage(BaseStorage):
         if placed is None:
             return False
         self._note(placed)
+        self._wakeup.notify_settled([(task_id, token, transition)], [True])
         return True
 
     def release(self, task_id: str, token: str, now: float) -> bool:
@@ -198,6 +218,7 @@ class FileStorage(BaseStorage):
         if placed is None:
             return False
         self._note(placed)
+        self._wakeup.notify_due()
         return True
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
@@ -274,6 +295,7 @@ class FileStorage(BaseStorage):
         if placed is None:
             return False
         self._note(placed)
+        self._wakeup.notify_due()
         return True
 
     def purge(self, before: float, statuses: Sequence[str]) -> int:
@@ -298,5 +320,6 @@ class FileStorage(BaseStorage):
                 self._index.discard(name)
             placed = run_blocking(self._disk.cancel, name, task_id, now, fresh)
             if placed is not None:
+                self._wakeup.notify_finished([task_id])
                 return True
         return False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Iterator, Iterable, Sequence
+from collections.abc import Iterator, Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from omniq import _sqlite_sql as sql
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import Lock, run_blocking
 from omniq._fs import ensure_private_file
+from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
 
@@ -93,6 +94,8 @@ class SQLiteStorage(BaseStorage):
         # After an empty claim, per set of queues asked for: (data_version, earliest
         # pending eta of those queues) at that moment.
         self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
+        # Cross-process wake-ups: sockets in "omniq.db-wakeup/" beside the database.
+        self._wakeup = channel_for(self.path.with_name(self.path.name + "-wakeup"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -174,6 +177,22 @@ class SQLiteStorage(BaseStorage):
         if conn is not None:
             conn.close()
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
+        self._wakeup.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe(callback)
+
+    def subscribe_finished(self, callback: FinishedCallback) -> bool:
+        """Call ``callback(task_ids)`` when tasks finish in any process; False: poll."""
+        return self._wakeup.subscribe_finished(callback)
+
+    def unsubscribe_finished(self, callback: FinishedCallback) -> None:
+        """Stop calling ``callback``."""
+        self._wakeup.unsubscribe_finished(callback)
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.open()
@@ -220,6 +239,7 @@ class SQLiteStorage(BaseStorage):
         inserts = [_insert(record) for record in records]
         if len(records) == 1 and records[0].unique_key is None:
             self._write(*inserts[0])
+            self._wakeup.notify_due()
             return [records[0].id]
         ids = [record.id for record in records]
         with self._transaction() as conn:
@@ -243,6 +263,8 @@ class SQLiteStorage(BaseStorage):
                     run += 1
                 conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
                 position = run
+        if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
+            self._wakeup.notify_due()
         return ids
 
     def _holder(self, conn: sqlite3.Connection, unique_key: str) -> str:
@@ -330,9 +352,12 @@ class SQLiteStorage(BaseStorage):
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
             cursor = self._write(sql.FINISH, _finish_params(task_id, token, transition))
-            return [cursor.rowcount == 1]
-        with self._transaction() as conn:
-            return [self._finish_one(conn, *item) for item in items]
+            applied = [cursor.rowcount == 1]
+        else:
+            with self._transaction() as conn:
+                applied = [self._finish_one(conn, *item) for item in items]
+        self._wakeup.notify_settled(items, applied)
+        return applied
 
     def _finish_one(
         self, conn: sqlite3.Connection, task_id: str, token: str, transition: Transition
@@ -368,6 +393,7 @@ class SQLiteStorage(BaseStorage):
         with self._transaction() as conn:
             finished = [self._finish_one(conn, *item) for item in items]
             claimed = self._claim_in(conn, now, lease_until, limit, queues, worker)
+        self._wakeup.notify_settled(items, finished)
         return finished, claimed
 
     def release(
@@ -375,7 +401,10 @@ class SQLiteStorage(BaseStorage):
     ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
         cursor = self._write(sql.RELEASE, (now, now, history, task_id, token))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
@@ -420,7 +449,10 @@ class SQLiteStorage(BaseStorage):
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
         cursor = self._write(sql.CANCEL, (now, now, task_id))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_finished([task_id])
+        return True
 
     def list_tasks(
         self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
@@ -446,7 +478,10 @@ class SQLiteStorage(BaseStorage):
     def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
         cursor = self._write(sql.REQUEUE, (now, now, task_id))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._wakeup.notify_due()
+        return True
 
     def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete finished tasks of ``statuses`` that finished before ``before``."""
