@@ -71,6 +71,9 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncFileStorage": "FileStorage",
     "AsyncSQLiteStorage": "SQLiteStorage",
     "AsyncPostgresStorage": "PostgresStorage",
+    "AsyncPostgresConnections": "PostgresConnections",
+    "AsyncPostgresWakeups": "PostgresWakeups",
+    "AsyncDeadlineWatch": "DeadlineWatch",
     "AsyncStorageAdapter": "StorageAdapter",
     "AsyncInlineExecutor": "InlineExecutor",
     # a pool's background duties

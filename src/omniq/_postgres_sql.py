@@ -1,164 +1,281 @@
-"""PostgreSQL storage's SQL, schema and helpers: plain data, written once.
+"""PostgreSQL storage's statements and their parameters: plain data, written once.
 
 Shared by ``omniq._async.storage.postgres`` and its generated blocking twin, so the
 statements are not copied into both. Times are epoch seconds from the database
-clock (see ``NOW``).
+clock (see ``NOW``). Each rule of the contract is settled by one statement: the
+claim order and routing by the claim, unique keys by the unique index (``ON
+CONFLICT``), so no read-then-write in Python can race another process.
+
+The claim walks the due index ``(queue, priority, eta, seq)``: a recursive query
+finds each (queue, priority) *level* with pending tasks (a loose index scan: one
+seek per level), the levels are visited highest priority first, and in each a
+``LATERAL`` seek takes its first due rows ``FOR UPDATE SKIP LOCKED``. An
+incremental sort on the priority merges the levels of one priority by eta and stops
+reading once ``limit`` rows are in hand, so lower priorities are never read (nor
+locked). The cost grows with the number of levels, never with the backlog.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from omniq._postgres_schema import FINAL_LIST, TABLE, UNIQUE_ACTIVE
 from omniq.models import TaskStatus
-from omniq.records import RECORD_FIELDS, Transition
+from omniq.records import RECORD_FIELDS, TaskRecord, Transition
 
-SCHEMA_VERSION = 1
-TABLE = "omniq_tasks"
-VERSION_TABLE = "omniq_schema_version"
 COLUMNS = ", ".join(f'"{name}"' for name in RECORD_FIELDS)  # "interval" is a keyword
 T_COLUMNS = ", ".join(f't."{name}"' for name in RECORD_FIELDS)
-PLACEHOLDERS = ", ".join("%s" for _ in RECORD_FIELDS)
-ETA_COLUMN = 1 + RECORD_FIELDS.index("eta")  # in claim rows, which start with seq
-FINAL = tuple(s.value for s in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
+# Claimed rows start with seq: their claim order is (-priority, eta, seq).
+CLAIM_ORDER = tuple(1 + RECORD_FIELDS.index(name) for name in ("priority", "eta"))
 # The database clock as epoch seconds. Stable within a statement, so the planner can
 # compare it with an index (clock_timestamp() is volatile and could not be).
 NOW = "extract(epoch FROM statement_timestamp())::float8"
-# First key of the advisory lock that serializes migrations (the second: the schema hash).
-MIGRATION_LOCK_CLASS = 0x6F6D6E69  # "omni"
 NAME_LIMIT = 63  # PostgreSQL identifiers, channel names included, are at most 63 bytes
 PAYLOAD_LIMIT = 8000  # bytes of a NOTIFY payload
-LISTEN_SLICE = 0.5  # how long one wait for notifications lasts before the stop flag is read
-RECONNECT_MIN, RECONNECT_MAX = 0.1, 10.0
-
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        f"""
-        CREATE TABLE {TABLE} (
-            seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-            id text PRIMARY KEY,
-            func_path text NOT NULL,
-            payload text NOT NULL,
-            status text NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            max_retries integer,
-            eta double precision NOT NULL,
-            "interval" double precision,
-            timeout double precision,
-            result text,
-            error text,
-            created_at double precision NOT NULL,
-            updated_at double precision NOT NULL,
-            started_at double precision,
-            finished_at double precision,
-            lease_until double precision,
-            attempt_token text,
-            correlation_id text,
-            parent_id text
-        )
-        """,
-        # The claim walks this index in order and stops after LIMIT rows: its cost does
-        # not grow with the backlog. Partial, so finished tasks do not bloat it.
-        f"CREATE INDEX {TABLE}_due ON {TABLE} (eta, seq) WHERE status = 'pending'",
-        f"CREATE INDEX {TABLE}_lease ON {TABLE} (lease_until) WHERE status = 'running'",
-        f"CREATE INDEX {TABLE}_status ON {TABLE} (status, updated_at, seq)",
-        f"CREATE INDEX {TABLE}_updated ON {TABLE} (updated_at, seq)",
-    ),
+_PENDING = f"FROM {TABLE} WHERE status = 'pending'"
+_FLOATS = frozenset(
+    (
+        "eta",
+        "interval",
+        "timeout",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "lease_until",
+    )
+)
+_TYPES = {
+    **dict.fromkeys(("attempts", "max_retries", "priority"), "integer"),
+    **dict.fromkeys(_FLOATS, "float8"),
 }
 
-INSERT = f"INSERT INTO {TABLE} ({COLUMNS}) VALUES ({PLACEHOLDERS})"
-INSERT_ONE = f"WITH new AS ({INSERT} RETURNING 1) SELECT pg_notify(%s, '')"
+# ---------------------------------------------------------------------- levels and claims
 
-CLAIM = f"""
+# Every (queue, priority) level with pending tasks, in (queue, priority) order: each
+# step is one seek in the due index, to the next priority of the queue or else to the
+# first priority of the next queue.
+_ALL_LEVELS = f"""level(q, p) AS (
+    (SELECT queue, priority {_PENDING} ORDER BY queue, priority LIMIT 1)
+    UNION ALL
+    SELECT next.queue, next.priority FROM level CROSS JOIN LATERAL (
+        (SELECT queue, priority {_PENDING} AND queue = level.q AND priority > level.p
+         ORDER BY queue, priority LIMIT 1)
+        UNION ALL
+        (SELECT queue, priority {_PENDING} AND queue > level.q ORDER BY queue, priority LIMIT 1)
+        LIMIT 1
+    ) AS next
+)"""
+
+# The levels of the queues named by %(queues)s.
+_QUEUE_LEVELS = f"""level(q, p) AS (
+    SELECT first.queue, first.priority FROM unnest(%(queues)s::text[]) AS named(q)
+    CROSS JOIN LATERAL (
+        SELECT queue, priority {_PENDING} AND queue = named.q ORDER BY queue, priority LIMIT 1
+    ) AS first
+    UNION ALL
+    SELECT next.queue, next.priority FROM level CROSS JOIN LATERAL (
+        SELECT queue, priority {_PENDING} AND queue = level.q AND priority > level.p
+        ORDER BY queue, priority LIMIT 1
+    ) AS next
+)"""
+
+
+def _levels(named: bool) -> str:
+    return _QUEUE_LEVELS if named else _ALL_LEVELS
+
+
+@functools.lru_cache(maxsize=2)
+def claim(named: bool) -> str:
+    """The claim over every queue, or (``named``) over the queues in ``%(queues)s``.
+
+    Parameters: ``token``, ``lease`` (seconds from the database's now), ``worker``,
+    ``limit`` (and ``queues``).
+    """
+    return f"""
+    WITH RECURSIVE {_levels(named)}
     UPDATE {TABLE} AS t
     SET status = 'running', attempts = t.attempts + 1, attempt_token = %(token)s,
-        lease_until = {NOW} + %(lease)s, started_at = {NOW}, updated_at = {NOW}
+        lease_until = {NOW} + %(lease)s, started_at = {NOW}, updated_at = {NOW},
+        worker = %(worker)s
     FROM (
-        SELECT seq FROM {TABLE}
-        WHERE status = 'pending' AND eta <= {NOW}
-        ORDER BY eta, seq
+        SELECT due.seq FROM (SELECT q, p FROM level ORDER BY p DESC) AS l
+        CROSS JOIN LATERAL (
+            SELECT seq, eta {_PENDING} AND queue = l.q AND priority = l.p AND eta <= {NOW}
+            ORDER BY eta, seq LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS due
+        ORDER BY l.p DESC, due.eta, due.seq
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) AS due
-    WHERE t.seq = due.seq
+    ) AS chosen
+    WHERE t.seq = chosen.seq
     RETURNING t.seq, {T_COLUMNS}
+    """
+
+
+@functools.lru_cache(maxsize=2)
+def next_eta(named: bool) -> str:
+    """The earliest pending eta of every queue, or of the queues in ``%(queues)s``."""
+    return f"""
+    WITH RECURSIVE {_levels(named)}
+    SELECT min(first.eta) FROM level CROSS JOIN LATERAL (
+        SELECT eta {_PENDING} AND queue = level.q AND priority = level.p ORDER BY eta LIMIT 1
+    ) AS first
+    """
+
+
+def claimed_records(rows: Sequence[Sequence[Any]]) -> list[TaskRecord]:
+    """Claimed rows (seq first) as records, in claim order (RETURNING promises none)."""
+    priority, eta = CLAIM_ORDER
+    ordered = sorted(rows, key=lambda row: (-row[priority], row[eta], row[0]))
+    return [TaskRecord(*row[1:]) for row in ordered]
+
+
+# ---------------------------------------------------------------------- inserts
+
+_INSERT = f"INSERT INTO {TABLE} ({COLUMNS})"
+_VALUES = f"VALUES ({', '.join('%s' for _ in RECORD_FIELDS)})"
+# A task whose unique key an active task holds is not stored: the holder is touched
+# (a no-op update, which locks it) so that RETURNING names it, in the same statement,
+# even when its insert committed after this statement's snapshot was taken.
+_UNIQUE = (
+    f"ON CONFLICT (unique_key) WHERE {UNIQUE_ACTIVE} DO UPDATE SET unique_key = EXCLUDED.unique_key"
+)
+
+INSERT = f"{_INSERT} {_VALUES}"
+# One task without a unique key, and the wake-up: one statement, one round-trip.
+INSERT_ONE = f"WITH new AS ({INSERT} RETURNING 1) SELECT pg_notify(%s, '') FROM new"
+# One task with a unique key; the row names the task that stands for it (the wake-up
+# only if that is the new task). Parameters: the record, its id, the channel.
+INSERT_ONE_UNIQUE = f"""
+    WITH new AS ({INSERT} {_UNIQUE} RETURNING id)
+    SELECT id, CASE WHEN id = %s THEN pg_notify(%s, '') END FROM new
+"""
+# A successor (the next run of an interval task) keeps its key unless another holds it.
+INSERT_UNLESS_HELD = f"{INSERT} ON CONFLICT (unique_key) WHERE {UNIQUE_ACTIVE} DO NOTHING"
+
+_ARRAYS = ", ".join(f"%({name})s::{_TYPES.get(name, 'text')}[]" for name in RECORD_FIELDS)
+# Many tasks in one statement, from one array per column. Rows name (id, unique_key)
+# of the task that stands for each stored or refused record; the caller keeps one
+# record per unique key (the first), so no row meets its own batch in the index.
+# The wake-up is sent once if any record was stored.
+INSERT_MANY = f"""
+    WITH input AS (SELECT * FROM unnest({_ARRAYS}) AS input({COLUMNS})),
+    new AS ({_INSERT} SELECT {COLUMNS} FROM input {_UNIQUE} RETURNING id, unique_key)
+    SELECT id, unique_key, (
+        SELECT pg_notify(%(channel)s, '') FROM new JOIN input USING (id) LIMIT 1
+    ) FROM new
 """
 
+
+def record_row(record: TaskRecord) -> tuple[object, ...]:
+    """A record's values in column order."""
+    return tuple(getattr(record, name) for name in RECORD_FIELDS)
+
+
+def column_arrays(records: Sequence[TaskRecord]) -> dict[str, list[object]]:
+    """One list per column for :data:`INSERT_MANY` (times as floats: one array type)."""
+    arrays: dict[str, list[object]] = {}
+    for name in RECORD_FIELDS:
+        values = [getattr(record, name) for record in records]
+        if name in _FLOATS:
+            values = [None if value is None else float(value) for value in values]
+        arrays[name] = values
+    return arrays
+
+
+# ---------------------------------------------------------------------- outcomes
+
+# A RUNNING task without an attempt token (a damaged or foreign row) is held by the
+# empty token, so that recovery and the decoding check can settle it.
+_HELD = "COALESCE(t.attempt_token, '')"
+
 FINISH = f"""
-    UPDATE {TABLE}
+    UPDATE {TABLE} AS t
     SET status = %(status)s, result = %(result)s, error = %(error)s,
         eta = COALESCE({NOW} + %(delay)s::float8, eta), updated_at = {NOW},
         finished_at = CASE WHEN %(final)s THEN {NOW} END,
-        lease_until = NULL, attempt_token = NULL
-    WHERE id = %(id)s AND status = 'running' AND attempt_token = %(token)s
+        lease_until = NULL, attempt_token = NULL,
+        history = COALESCE(%(history)s::text, history)
+    WHERE id = %(id)s AND status = 'running' AND {_HELD} = %(token)s
         AND (%(expiry)s::float8 IS NULL OR lease_until < {NOW} + %(expiry)s::float8)
 """
 
-# Many outcomes without successors in one statement (one round-trip, one commit); the
-# notification is sent if any of them made a task pending again (a retry), and the
-# tasks that reached a final state are named, in one notification, on the finished
-# channel (result waiters; the subquery runs once, and only if a row changed).
 # The ids of the finished rows of ``done``, comma-separated; '' (any) past NOTIFY's limit.
-FINISHED_IDS = f"""CASE WHEN sum(octet_length(id) + 1) < {PAYLOAD_LIMIT}
+_FINISHED_IDS = f"""CASE WHEN sum(octet_length(id) + 1) < {PAYLOAD_LIMIT}
     THEN string_agg(id, ',') ELSE '' END"""
 
+# Many outcomes without successors in one statement (one round-trip, one commit); the
+# wake-up is sent if any of them made a task pending again (a retry), and the tasks
+# that reached a final state are named, in one notification, on the finished channel
+# (result waiters; the subquery runs once, and only if a row changed).
 FINISH_MANY = f"""
     WITH done AS (
         UPDATE {TABLE} AS t
         SET status = v.status, result = v.result, error = v.error,
             eta = COALESCE({NOW} + v.delay, t.eta), updated_at = {NOW},
             finished_at = CASE WHEN v.final THEN {NOW} END,
-            lease_until = NULL, attempt_token = NULL
+            lease_until = NULL, attempt_token = NULL,
+            history = COALESCE(v.history, t.history)
         FROM unnest(
             %(ids)s::text[], %(tokens)s::text[], %(statuses)s::text[], %(results)s::text[],
             %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[], %(wakes)s::bool[],
-            %(expiries)s::float8[]
-        ) AS v(id, token, status, result, error, delay, final, wakes, expiry)
-        WHERE t.id = v.id AND t.status = 'running' AND t.attempt_token = v.token
+            %(expiries)s::float8[], %(histories)s::text[]
+        ) AS v(id, token, status, result, error, delay, final, wakes, expiry, history)
+        WHERE t.id = v.id AND t.status = 'running' AND {_HELD} = v.token
             AND (v.expiry IS NULL OR t.lease_until < {NOW} + v.expiry)
         RETURNING t.id, v.wakes, v.final
     )
     SELECT id, CASE WHEN wakes THEN pg_notify(%(channel)s, '') END, (
-        SELECT pg_notify(%(finished_channel)s, {FINISHED_IDS}) FROM done WHERE final
+        SELECT pg_notify(%(finished_channel)s, {_FINISHED_IDS}) FROM done WHERE final
         HAVING count(*) > 0
     )
     FROM done
 """
 
-RELEASE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = GREATEST(attempts - 1, 0), eta = {NOW},
-        updated_at = {NOW}, lease_until = NULL, attempt_token = NULL
-    WHERE id = %s AND status = 'running' AND attempt_token = %s
-"""
-
-HEARTBEAT = f"""
-    UPDATE {TABLE} AS t SET lease_until = {NOW} + %s
-    FROM unnest(%s::text[], %s::text[]) AS held(id, token)
-    WHERE t.id = held.id AND t.status = 'running' AND t.attempt_token = held.token
-    RETURNING t.id
-"""
-
-REQUEUE = f"""
-    UPDATE {TABLE}
-    SET status = 'pending', attempts = 0, eta = {NOW}, updated_at = {NOW}, error = NULL,
-        result = NULL, finished_at = NULL, lease_until = NULL, attempt_token = NULL
-    WHERE id = %s AND status IN ('failed', 'cancelled')
-"""
-
 
 def finish_params(task_id: str, token: str, transition: Transition) -> dict[str, Any]:
+    """The parameters of :data:`FINISH`."""
     return {
         "status": transition.status,
         "result": transition.result,
         "error": transition.error,
-        "delay": None if transition.eta is None else transition.eta - transition.now,
+        "delay": delay(transition),
         "final": transition.is_final,
+        "history": transition.history,
         "id": task_id,
         "token": token,
         "expiry": expiry(transition),
     }
+
+
+def finish_many_params(
+    items: Sequence[tuple[str, str, Transition]], channel: str
+) -> dict[str, Any]:
+    """The parameters of :data:`FINISH_MANY`."""
+    transitions = [transition for _, _, transition in items]
+    return {
+        "ids": [task_id for task_id, _, _ in items],
+        "tokens": [token for _, token, _ in items],
+        "statuses": [t.status for t in transitions],
+        "results": [t.result for t in transitions],
+        "errors": [t.error for t in transitions],
+        "delays": [delay(t) for t in transitions],
+        "finals": [t.is_final for t in transitions],
+        "wakes": [wakes(t) for t in transitions],
+        "expiries": [expiry(t) for t in transitions],
+        "histories": [t.history for t in transitions],
+        "channel": channel,
+        "finished_channel": finished_channel(channel),
+    }
+
+
+def delay(transition: Transition) -> float | None:
+    """A retry's eta relative to its ``now``: stamped on the database clock."""
+    return None if transition.eta is None else transition.eta - transition.now
 
 
 def expiry(transition: Transition) -> float | None:
@@ -171,6 +288,89 @@ def expiry(transition: Transition) -> float | None:
 def wakes(transition: Transition) -> bool:
     """Whether applying ``transition`` makes a task pending (a retry, a next run)."""
     return transition.status == TaskStatus.PENDING.value or transition.successor is not None
+
+
+# ---------------------------------------------------------------------- the other writes
+
+
+def _notifying(update: str) -> str:
+    """``update`` (one row at most) and, if it changed a row, the wake-up: one statement."""
+    return f"WITH changed AS ({update} RETURNING 1) SELECT pg_notify(%(channel)s, '') FROM changed"
+
+
+RELEASE = _notifying(
+    f"""UPDATE {TABLE} AS t
+    SET status = 'pending', attempts = GREATEST(attempts - 1, 0), eta = {NOW},
+        updated_at = {NOW}, lease_until = NULL, attempt_token = NULL,
+        history = COALESCE(%(history)s::text, history)
+    WHERE id = %(id)s AND status = 'running' AND {_HELD} = %(token)s"""
+)
+
+# Back to pending unless another pending or running task holds its unique key (a
+# holder that commits meanwhile makes the index refuse the row: the caller says False).
+REQUEUE = _notifying(
+    f"""UPDATE {TABLE} AS t
+    SET status = 'pending', attempts = 0, eta = {NOW}, updated_at = {NOW}, error = NULL,
+        result = NULL, started_at = NULL, finished_at = NULL, lease_until = NULL,
+        attempt_token = NULL
+    WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+        AND (unique_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {TABLE} AS other
+            WHERE other.unique_key = t.unique_key AND other.status IN ('pending', 'running')))"""
+)
+
+HEARTBEAT = f"""
+    UPDATE {TABLE} AS t SET lease_until = {NOW} + %s
+    FROM unnest(%s::text[], %s::text[]) AS held(id, token)
+    WHERE t.id = held.id AND t.status = 'running' AND t.attempt_token = held.token
+    RETURNING t.id
+"""
+
+CANCEL = f"""
+    WITH c AS (
+        UPDATE {TABLE} SET status = 'cancelled', updated_at = {NOW}, finished_at = {NOW}
+        WHERE id = %s AND status = 'pending' RETURNING id
+    )
+    SELECT pg_notify(%s, id) FROM c
+"""
+
+# ---------------------------------------------------------------------- reads and purge
+
+EXPIRED = (
+    f"SELECT {COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < {NOW} "
+    "ORDER BY lease_until LIMIT %s"
+)
+GET = f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s"
+COUNT_BY_QUEUE = f"SELECT queue, status, count(*) FROM {TABLE} GROUP BY queue, status"
+
+
+@functools.lru_cache(maxsize=4)
+def list_tasks(status: bool, queue: bool) -> str:
+    """A page of tasks, newest change first, filtered by ``%(status)s``/``%(queue)s``."""
+    filters = (("status = %(status)s", status), ("queue = %(queue)s", queue))
+    chosen = [term for term, wanted in filters if wanted]
+    where = f"WHERE {' AND '.join(chosen)}" if chosen else ""
+    return (
+        f"SELECT {COLUMNS} FROM {TABLE} {where} "
+        "ORDER BY updated_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s"
+    )
+
+
+# The final statuses are literals too, so the planner sees that the finished index
+# applies, whatever the parameters (psycopg prepares frequent statements).
+_PURGEABLE = (
+    f"status IN ({FINAL_LIST}) AND status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s"
+)
+PURGE = f"DELETE FROM {TABLE} WHERE {_PURGEABLE}"
+# One bounded batch, oldest first; rows another purger is deleting are skipped.
+PURGE_BATCH = f"""
+    DELETE FROM {TABLE} WHERE seq IN (
+        SELECT seq FROM {TABLE} WHERE {_PURGEABLE}
+        ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    )
+"""
+
+# ---------------------------------------------------------------------- channels
 
 
 def finished_channel(channel: str) -> str:

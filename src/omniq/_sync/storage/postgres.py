@@ -3,25 +3,26 @@
 
 Connections come from a ``psycopg_pool`` pool, in autocommit mode: most operations
 are one statement, hence one round-trip and one transaction. The claim is one
-``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``: concurrent claimers skip
-each other's rows instead of queueing behind them. Leases and due checks use the
+``UPDATE ... FROM`` over a walk of the due index by (queue, priority) level whose
+rows are taken ``FOR UPDATE SKIP LOCKED``: concurrent claimers skip each other's
+rows instead of queueing behind them (see ``omniq._postgres_sql``). Unique keys are
+settled by a unique partial index, inside the insert. Leases and due checks use the
 database clock (``statement_timestamp()``), so workers whose clocks disagree still
 agree on when a task is due and when a lease has run out; the storage keeps the
 lease lengths and retry delays the queue asks for and stamps them on that clock.
 Times are stored as epoch seconds (``double precision``), as every backend returns
 them. Tables live in the connection's current schema (``search_path``).
 
-Wake-ups use ``LISTEN/NOTIFY``: every write that makes a task pending sends a
-notification on a channel named after the schema, in the same transaction, and
-:meth:`subscribe` starts a listener on a dedicated connection that calls the
-subscribers. A task reaching a final state is named on a second channel, which a
-second listener follows while a ``get_result`` waits (:meth:`subscribe_finished`).
-The schema is created on first use and versioned; the migration runs under a
-transaction-scoped advisory lock, so many workers may start at once.
+Wake-ups use ``LISTEN/NOTIFY`` (``postgres_listener``): every write that makes a task
+pending notifies, in the same transaction, and so does every write that finishes
+tasks, on a second channel. Connections, deadlines and the schema migration are in
+``postgres_connections``: every driver error comes out as a ``StorageError``, and a
+call the server does not answer in time fails instead of hanging.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator, Callable, Sequence
@@ -30,81 +31,47 @@ from typing import Any
 
 try:
     import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict
-    from psycopg.rows import TupleRow
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool  # noqa: F401  (the extra's second half)
 except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         "the PostgreSQL backend needs psycopg 3 and psycopg_pool, which are not installed: "
         'pip install "omniq[postgres]"'
     ) from _missing
 
-from omniq import logging as omniq_logging
+from omniq import _postgres_sql as sql
 from omniq._sync.storage.base import BaseStorage
-from omniq._concurrency import (
-    Event,
-    Handle,
-    Lock,
-    ThreadGuard,
-    cancel,
-    join,
-    spawn,
+from omniq._sync.storage.postgres_connections import (
+    PostgresConnections,
+    PgConnection,
+    describe_dsn,
 )
-from omniq._postgres_sql import (
-    CLAIM,
-    COLUMNS,
-    ETA_COLUMN,
-    FINAL,
-    FINISH,
-    FINISH_MANY,
-    HEARTBEAT,
-    INSERT,
-    INSERT_ONE,
-    LISTEN_SLICE,
-    MIGRATION_LOCK_CLASS,
-    MIGRATIONS,
-    NOW,
-    RECONNECT_MAX,
-    RECONNECT_MIN,
-    RELEASE,
-    REQUEUE,
-    SCHEMA_VERSION,
-    TABLE,
-    VERSION_TABLE,
-    channel_name,
-    expiry,
-    finish_params,
-    finished_channel,
-    finished_payloads,
-    wakes,
-)
-from omniq._secrets import redact
-from omniq._wakeup import DONE, DUE, LINGER, FinishedCallback
+from omniq._sync.storage.postgres_listener import PostgresWakeups
+from omniq._postgres_schema import FINAL, MIGRATION_LOCK_CLASS
+from omniq._wakeup import FinishedCallback
 from omniq.exceptions import StorageError
-from omniq.models import TaskStatus
-from omniq.records import RECORD_FIELDS, TaskRecord, Transition
+from omniq.records import STATUSES, TaskRecord, Transition
 
+__all__ = ["MIGRATION_LOCK_CLASS", "PostgresStorage", "describe_dsn"]
 
-def describe_dsn(dsn: str) -> str:
-    """``dsn`` without its password, for messages and ``repr``."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "<unparsable dsn>"
-    params.pop("password", None)
-    return " ".join(f"{key}={value}" for key, value in params.items())
+_DEADLOCK_RETRIES = 3  # an add whose unique keys cross a concurrent one's is run again
 
 
 class PostgresStorage(BaseStorage):
     """Tasks in a PostgreSQL table, shared by workers on any number of machines.
 
-    * ``dsn``: a libpq connection string or URL.
+    * ``dsn``: a libpq connection string or URL. Its libpq parameters win over
+      omniq's defaults (TCP keepalives, ``tcp_user_timeout``, ``connect_timeout``).
     * ``durability``: ``"full"`` (default); ``"fast"`` turns ``synchronous_commit``
       off for omniq's sessions: a commit is acknowledged before it is flushed, so a
       server crash may lose the last few hundred milliseconds of changes.
-    * ``min_size``/``max_size``: the bounds of the connection pool. The listener
+    * ``min_size``/``max_size``: the bounds of the connection pool. Each listener
       uses one connection more, outside the pool.
+    * ``connect_timeout``: how long a call waits for a pooled connection.
+    * ``timeout``: the deadline of each call, in seconds. The server cancels a
+      statement that runs longer (``statement_timeout``, unless the DSN, role or
+      database sets one); a call the server does not answer at all (a half-open
+      connection) has its connection closed a little later. Either way the call
+      raises ``StorageError`` and the problem is logged.
     """
 
     def __init__(
@@ -115,296 +82,155 @@ class PostgresStorage(BaseStorage):
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout: float = 30.0,
+        timeout: float = 30.0,
     ) -> None:
         self.dsn = dsn
         self.durability = durability
         self.min_size = min_size
         self.max_size = max_size
         self.connect_timeout = connect_timeout
-        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
-        self._channel = ""
-        self._lock = Lock()
-        self._guard = ThreadGuard()
-        self._callbacks: list[Callable[[], None]] = []
-        self._listener: Handle | None = None
-        self._listener_stop: Event | None = None
-        # The finished channel's listener runs while someone waits, and LINGER s after.
-        self._finished_callbacks: list[FinishedCallback] = []
-        self._finished_listener: Handle | None = None
-        self._finished_stop: Event | None = None
-        self._finished_idle_since: float | None = None
+        self.timeout = timeout
+        self._connections = PostgresConnections(
+            dsn,
+            durability=durability,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+        )
+        self._wakeups = PostgresWakeups(self._connections)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_dsn(self.dsn)!r})"
 
-    # ------------------------------------------------------------------ connections
+    @property
+    def _channel(self) -> str:
+        return self._connections.channel
 
     def open(self) -> None:
         """Create or upgrade the schema, then open the connection pool."""
-        if self._pool is not None:
-            return
-        with self._lock:
-            if self._pool is not None:
-                return
-            self._channel = self._migrate()
-            pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
-                self.dsn,
-                kwargs={"autocommit": True},
-                min_size=self.min_size,
-                max_size=self.max_size,
-                configure=self._configure,
-                timeout=self.connect_timeout,
-                name="omniq",
-                open=False,
-            )
-            pool.open()
-            self._pool = pool
-
-    def _configure(self, conn: psycopg.Connection[TupleRow]) -> None:
-        if self.durability == "fast":
-            conn.execute("SET synchronous_commit = off")
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        try:
-            return psycopg.Connection.connect(self.dsn, autocommit=True)
-        except psycopg.Error as error:
-            message = f"cannot connect to PostgreSQL ({describe_dsn(self.dsn)}): {error}"
-            safe = redact(message, self.dsn)
-            if safe != message:  # the driver quoted the password: keep its error out too
-                raise StorageError(safe) from None
-            raise StorageError(message) from error
-
-    def _migrate(self) -> str:
-        """Bring the schema to ``SCHEMA_VERSION``; return the notification channel."""
-        conn = self._connect()
-        try:
-            with conn.transaction():
-                schema = self._current_schema(conn)
-                # Serializes the check-and-create of concurrent first starts; released
-                # at commit. Other schemas use other keys and do not wait.
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (MIGRATION_LOCK_CLASS, schema)
-                )
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
-                    "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                cursor = conn.execute(
-                    f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
-                )
-                row = cursor.fetchone()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"schema {schema!r} has omniq schema version {version}, newer than "
-                        f"this omniq understands ({SCHEMA_VERSION}): upgrade omniq"
-                    )
-                for target in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in MIGRATIONS[target]:
-                        conn.execute(statement)
-                    conn.execute(
-                        f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (target,)
-                    )
-        except psycopg.Error as error:
-            raise StorageError(f"cannot prepare the omniq tables: {error}") from error
-        finally:
-            conn.close()
-        return channel_name(schema)
-
-    def _current_schema(self, conn: psycopg.Connection[TupleRow]) -> str:
-        cursor = conn.execute("SELECT current_schema()")
-        row = cursor.fetchone()
-        if row is None or row[0] is None:
-            raise StorageError(
-                "no schema to keep omniq's tables in: the search_path of "
-                f"{describe_dsn(self.dsn)} names no existing schema"
-            )
-        return str(row[0])
+        self._connections.open()
 
     def close(self) -> None:
         """Stop the listeners and close the pool."""
-        with self._guard:
-            listeners = [
-                (self._listener, self._listener_stop, self._channel),
-                (self._finished_listener, self._finished_stop, finished_channel(self._channel)),
-            ]
-            self._listener = self._listener_stop = None
-            self._finished_listener = self._finished_stop = None
-        for listener, stop, channel in listeners:
-            if listener is not None and stop is not None:
-                stop.set()
-                cancel(listener)
-                if self._pool is not None:  # the listener may be waiting for a notification
-                    self._notify_now(channel)
-                join([listener], 5.0)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        self._wakeups.close()
+        self._connections.close()
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
-        if self._pool is None:
-            self.open()
-        assert self._pool is not None
-        with self._pool.connection() as conn:
+    def _connection(self, what: str = "call") -> Iterator[PgConnection]:
+        with self._connections.connection(what) as conn:
             yield conn
-
-    def _notify_now(self, channel: str) -> None:
-        try:
-            with self._connection() as conn:
-                conn.execute("SELECT pg_notify(%s, '')", (channel,))
-        except psycopg.Error as error:
-            omniq_logging.log_storage_error("notify", error)
 
     # ------------------------------------------------------------------ wake-ups
 
     def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever a task is made pending, by any process.
-
-        The first subscription starts the listener: a connection of its own (not
-        from the pool) that runs ``LISTEN`` and reconnects, with backoff, when the
-        connection drops. It also calls the subscribers after each (re)connection,
-        since a notification sent while it was not listening is lost.
-        """
-        with self._guard:
-            self._callbacks.append(callback)
-            if self._listener is None:
-                stop = Event()
-                self._listener_stop = stop
-                self._listener = spawn(self._listen, stop, DUE, name="omniq-postgres-listener")
+        """Call ``callback`` whenever a task is made pending, by any process."""
+        self._wakeups.subscribe(callback)
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
-        """Stop calling ``callback`` (the listener runs until :meth:`close`)."""
-        with self._guard:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+        """Stop calling ``callback``."""
+        self._wakeups.unsubscribe(callback)
 
     def subscribe_finished(self, callback: FinishedCallback) -> bool:
-        """Call ``callback(task_ids)`` whenever tasks reach a final state, in any process.
-
-        The first subscription starts a second listener, on the finished channel; it
-        stops ``LINGER`` seconds after the last subscriber left. After each
-        (re)connection it calls the subscribers with ``None`` (a notification sent
-        while it was not listening is lost).
-        """
-        with self._guard:
-            self._finished_callbacks.append(callback)
-            self._finished_idle_since = None
-            if self._finished_listener is None:
-                stop = Event()
-                self._finished_stop = stop
-                self._finished_listener = spawn(
-                    self._listen, stop, DONE, name="omniq-postgres-finished-listener"
-                )
+        """Call ``callback(task_ids)`` whenever tasks reach a final state, in any process."""
+        self._wakeups.subscribe_finished(callback)
         return True
 
     def unsubscribe_finished(self, callback: FinishedCallback) -> None:
         """Stop calling ``callback``."""
-        with self._guard:
-            if callback in self._finished_callbacks:
-                self._finished_callbacks.remove(callback)
-            if not self._finished_callbacks:
-                self._finished_idle_since = time.monotonic()
+        self._wakeups.unsubscribe_finished(callback)
 
-    def _retire_finished_listener(self, stop: Event) -> bool:
-        """Whether the finished listener should stop: nobody has waited for ``LINGER`` s."""
-        with self._guard:
-            idle = self._finished_idle_since
-            if idle is None or time.monotonic() - idle < LINGER:
-                return False
-            if self._finished_stop is stop:
-                self._finished_listener = self._finished_stop = None
-        stop.set()
-        return True
+    # ------------------------------------------------------------------ producing
 
-    def _wake_subscribers(self) -> None:
-        with self._guard:
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
+    def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Insert new tasks and notify listeners, in one statement (all or none).
+
+        A record whose unique key a pending or running task holds is not stored:
+        the holder's id stands for it. Between records of one call the first with a
+        key wins (the later ones are not sent).
+        """
+        if not records:
+            return []
+        for attempt in range(_DEADLOCK_RETRIES):
             try:
-                callback()
-            except Exception as error:  # one bad subscriber must not stop the listener
-                omniq_logging.log_storage_error("notify subscriber", error)
+                return self._add(records)
+            except StorageError as error:
+                deadlock = isinstance(error.__cause__, psycopg.errors.DeadlockDetected)
+                if not deadlock or attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wake(self, topic: str, payload: str | None = None) -> None:
-        """Call the subscribers of ``topic``; a finished task's id is the ``payload``."""
-        if topic == DUE:
-            self._wake_subscribers()
-            return
-        with self._guard:
-            callbacks = list(self._finished_callbacks)
-        ids = payload.split(",") if payload else None  # none: unknown which (a reconnection)
-        for callback in callbacks:
-            try:
-                callback(ids)
-            except Exception as error:
-                omniq_logging.log_storage_error("notify subscriber", error)
-
-    def _listen(self, stop: Event, topic: str) -> None:
-        delay = RECONNECT_MIN
-        while not stop.is_set():
-            try:
-                conn = psycopg.Connection.connect(self.dsn, autocommit=True)
-            except Exception as error:
-                omniq_logging.log_storage_error(
-                    "listen", redact(f"{error} (retrying in {delay:g}s)", self.dsn)
+    def _add(self, records: Sequence[TaskRecord]) -> list[str]:
+        if len(records) == 1:
+            record = records[0]
+            with self._connection("enqueue") as conn:
+                if record.unique_key is None:
+                    conn.execute(sql.INSERT_ONE, (*sql.record_row(record), self._channel))
+                    return [record.id]
+                cursor = conn.execute(
+                    sql.INSERT_ONE_UNIQUE, (*sql.record_row(record), record.id, self._channel)
                 )
-                stop.wait(delay)
-                delay = min(delay * 2, RECONNECT_MAX)
-                continue
-            try:
-                channel = channel_name(self._current_schema(conn))
-                if topic == DONE:
-                    channel = finished_channel(channel)
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                delay = RECONNECT_MIN
-                self._wake(topic)
-                while not stop.is_set():
-                    for note in conn.notifies(timeout=LISTEN_SLICE):
-                        if stop.is_set():
-                            break
-                        self._wake(topic, note.payload)
-                    if topic == DONE and self._retire_finished_listener(stop):
-                        break
-            except Exception as error:  # the connection dropped: reconnect
-                if not stop.is_set():
-                    omniq_logging.log_storage_error(
-                        "listen", redact(f"{error} (reconnecting in {delay:g}s)", self.dsn)
-                    )
-            finally:
-                conn.close()
-            if not stop.is_set():
-                stop.wait(delay)
-                delay = min(delay * 2, RECONNECT_MAX)
+                row = cursor.fetchone()
+            if row is None:
+                raise StorageError(f"unique key {record.unique_key!r} is held, but by no task")
+            return [str(row[0])]
+        sent: list[TaskRecord] = []
+        keys: set[str] = set()
+        for record in records:
+            if record.unique_key is not None:
+                if record.unique_key in keys:
+                    continue
+                keys.add(record.unique_key)
+            sent.append(record)
+        arrays = sql.column_arrays(sent)
+        with self._connection("enqueue") as conn:
+            params: dict[str, Any] = {**arrays, "channel": self._channel}
+            cursor = conn.execute(sql.INSERT_MANY, params)
+            rows = cursor.fetchall()
+        holders = {str(key): str(task_id) for task_id, key, _ in rows if key is not None}
+        return [
+            record.id if record.unique_key is None else holders[record.unique_key]
+            for record in records
+        ]
 
-    # ------------------------------------------------------------------ the contract
+    # ------------------------------------------------------------------ consuming
 
-    def add(self, records: Sequence[TaskRecord]) -> None:
-        """Insert new tasks and notify listeners, in one transaction."""
-        rows = [tuple(getattr(record, name) for name in RECORD_FIELDS) for record in records]
-        if not rows:
-            return
-        with self._connection() as conn:
-            if len(rows) == 1:  # one statement: one round-trip, one transaction
-                conn.execute(INSERT_ONE, (*rows[0], self._channel))
-                return
-            with conn.transaction():
-                with conn.cursor() as cursor:
-                    cursor.executemany(INSERT, rows)
-                conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
-
-    def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
+    def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
         """Claim up to ``limit`` due tasks (by the database clock) in one statement.
 
         The lease is ``lease_until - now`` seconds from the database's now.
         """
-        params = {"token": uuid.uuid4().hex, "lease": lease_until - now, "limit": limit}
-        with self._connection() as conn:
-            cursor = conn.execute(CLAIM, params)
-            rows = cursor.fetchall()
-        # RETURNING gives rows in no promised order: restore (eta, enqueue order).
-        ordered = sorted(rows, key=lambda row: (row[ETA_COLUMN], row[0]))
-        return [TaskRecord(*row[1:]) for row in ordered]
+        with self._connection("claim") as conn:
+            return self._claim_on(conn, now, lease_until, limit, queues, worker)
+
+    def _claim_on(
+        self,
+        conn: PgConnection,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None,
+        worker: str | None,
+    ) -> list[TaskRecord]:
+        if limit <= 0 or (queues is not None and not queues):
+            return []
+        params: dict[str, Any] = {
+            "token": uuid.uuid4().hex,
+            "lease": lease_until - now,
+            "limit": limit,
+            "worker": worker,
+        }
+        if queues is not None:
+            params["queues"] = sorted(set(queues))
+        cursor = conn.execute(sql.claim(queues is not None), params)
+        return sql.claimed_records(cursor.fetchall())
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """Conditionally apply an outcome; insert the successor in the same transaction.
@@ -418,62 +244,75 @@ class PostgresStorage(BaseStorage):
         """Apply several outcomes in one transaction: one commit for all of them."""
         if not items:
             return []
+        with self._connection("finish") as conn:
+            return self._finish_on(conn, items)
+
+    def finish_and_claim(
+        self,
+        items: Sequence[tuple[str, str, Transition]],
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> tuple[list[bool], list[TaskRecord]]:
+        """Record outcomes, then claim, on one pooled connection (two statements).
+
+        The claim runs after the outcomes commit, so a worker's retried task may
+        come straight back to it, as on every backend.
+        """
+        with self._connection("finish_and_claim") as conn:
+            finished = self._finish_on(conn, items) if items else []
+            claimed = self._claim_on(conn, now, lease_until, limit, queues, worker)
+        return finished, claimed
+
+    def _finish_on(
+        self, conn: PgConnection, items: Sequence[tuple[str, str, Transition]]
+    ) -> list[bool]:
         ids = [task_id for task_id, _, _ in items]
         if len(set(ids)) == len(ids) and all(t.successor is None for _, _, t in items):
-            return self._finish_in_one_statement(items)
+            # Without successors: one statement for the lot.
+            params = sql.finish_many_params(items, self._channel)
+            cursor = conn.execute(sql.FINISH_MANY, params)
+            held = {row[0] for row in cursor.fetchall()}
+            return [task_id in held for task_id in ids]
         results: list[bool] = []
-        with self._connection() as conn, conn.transaction():
+        with conn.transaction():
             for task_id, token, transition in items:
-                cursor = conn.execute(FINISH, finish_params(task_id, token, transition))
+                cursor = conn.execute(
+                    sql.FINISH, sql.finish_params(task_id, token, transition)
+                )
                 changed = cursor.rowcount == 1
                 if changed and transition.successor is not None:
-                    successor = transition.successor
-                    conn.execute(
-                        INSERT, tuple(getattr(successor, name) for name in RECORD_FIELDS)
-                    )
+                    self._insert_successor(conn, transition.successor)
                 results.append(changed)
-            if any(
-                changed and wakes(transition)
-                for changed, (_, _, transition) in zip(results, items, strict=True)
-            ):
+            settled = list(zip(results, items, strict=True))
+            if any(changed and sql.wakes(transition) for changed, (_, _, transition) in settled):
                 conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
-            finished = [
-                task_id
-                for changed, (task_id, _, transition) in zip(results, items, strict=True)
-                if changed and transition.is_final
-            ]
-            for payload in finished_payloads(finished):
+            finished = [task_id for changed, (task_id, _, t) in settled if changed and t.is_final]
+            for payload in sql.finished_payloads(finished):
                 conn.execute(
-                    "SELECT pg_notify(%s, %s)", (finished_channel(self._channel), payload)
+                    "SELECT pg_notify(%s, %s)", (sql.finished_channel(self._channel), payload)
                 )
         return results
 
-    def _finish_in_one_statement(
-        self, items: Sequence[tuple[str, str, Transition]]
-    ) -> list[bool]:
-        transitions = [transition for _, _, transition in items]
-        ids = [task_id for task_id, _, _ in items]
-        params = {
-            "ids": ids,
-            "tokens": [token for _, token, _ in items],
-            "statuses": [t.status for t in transitions],
-            "results": [t.result for t in transitions],
-            "errors": [t.error for t in transitions],
-            "delays": [None if t.eta is None else t.eta - t.now for t in transitions],
-            "finals": [t.is_final for t in transitions],
-            "wakes": [wakes(t) for t in transitions],
-            "expiries": [expiry(t) for t in transitions],
-            "channel": self._channel,
-            "finished_channel": finished_channel(self._channel),
-        }
-        with self._connection() as conn:
-            cursor = conn.execute(FINISH_MANY, params)
-            held = {row[0] for row in cursor.fetchall()}
-        return [task_id in held for task_id in ids]
+    def _insert_successor(self, conn: PgConnection, successor: TaskRecord) -> None:
+        """The next run of an interval task; it keeps the unique key unless another holds it."""
+        if successor.unique_key is not None:
+            cursor = conn.execute(sql.INSERT_UNLESS_HELD, sql.record_row(successor))
+            if cursor.rowcount == 1:
+                return
+            successor = dataclasses.replace(successor, unique_key=None)
+        conn.execute(sql.INSERT, sql.record_row(successor))
 
-    def release(self, task_id: str, token: str, now: float) -> bool:
+    def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put an unfinished task back to PENDING, due now, without spending an attempt."""
-        return self._update_and_notify(RELEASE, (task_id, token))
+        with self._connection("release") as conn:
+            params = {"id": task_id, "token": token, "history": history, "channel": self._channel}
+            cursor = conn.execute(sql.RELEASE, params)
+            return cursor.rowcount == 1
 
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held, in one statement; report the ones lost.
@@ -484,92 +323,89 @@ class PostgresStorage(BaseStorage):
             return []
         ids = [task_id for task_id, _ in leases]
         tokens = [token for _, token in leases]
-        with self._connection() as conn:
-            cursor = conn.execute(HEARTBEAT, (lease_until - time.time(), ids, tokens))
+        with self._connection("heartbeat") as conn:
+            cursor = conn.execute(sql.HEARTBEAT, (lease_until - time.time(), ids, tokens))
             held = {row[0] for row in cursor.fetchall()}
         return [task_id for task_id in ids if task_id not in held]
 
     def expired(self, now: float, limit: int) -> list[TaskRecord]:
         """RUNNING tasks whose lease ran out by the database clock."""
-        return self._select(
-            f"SELECT {COLUMNS} FROM {TABLE} WHERE status = 'running' AND lease_until < {NOW} "
-            "ORDER BY lease_until LIMIT %s",
-            (limit,),
-        )
+        return self._select("expired", sql.EXPIRED, (limit,))
+
+    # ------------------------------------------------------------------ inspecting
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task with this id, or ``None``."""
-        rows = self._select(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s", (task_id,))
+        rows = self._select("get", sql.GET, (task_id,))
         return rows[0] if rows else None
 
-    def next_eta(self) -> float | None:
-        """The earliest pending eta: the first entry of the claim index."""
-        with self._connection() as conn:
-            cursor = conn.execute(
-                f"SELECT eta FROM {TABLE} WHERE status = 'pending' ORDER BY eta, seq LIMIT 1"
-            )
+    def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
+        """The earliest pending eta: the first entry of each level of the due index."""
+        if queues is not None and not queues:
+            return None
+        params = {} if queues is None else {"queues": sorted(set(queues))}
+        with self._connection("next_eta") as conn:
+            cursor = conn.execute(sql.next_eta(queues is not None), params)
             row = cursor.fetchone()
-        return None if row is None else float(row[0])
+        return None if row is None or row[0] is None else float(row[0])
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
-        with self._connection() as conn:
-            cursor = conn.execute(
-                f"WITH c AS (UPDATE {TABLE} SET status = 'cancelled', updated_at = {NOW}, "
-                f"finished_at = {NOW} WHERE id = %s AND status = 'pending' RETURNING id) "
-                "SELECT pg_notify(%s, id) FROM c",
-                (task_id, finished_channel(self._channel)),
-            )
+        with self._connection("cancel") as conn:
+            cursor = conn.execute(sql.CANCEL, (task_id, sql.finished_channel(self._channel)))
             return cursor.rowcount == 1
 
-    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Tasks (of ``status``, or all), most recently changed first."""
-        where = "" if status is None else "WHERE status = %(status)s "
-        return self._select(
-            f"SELECT {COLUMNS} FROM {TABLE} {where}"
-            "ORDER BY updated_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {"status": status, "limit": limit, "offset": offset},
-        )
+    def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks (of ``status`` and ``queue``, or all), most recently changed first."""
+        statement = sql.list_tasks(status is not None, queue is not None)
+        params = {"status": status, "queue": queue, "limit": limit, "offset": offset}
+        return self._select("list", statement, params)
 
-    def count_by_status(self) -> dict[str, int]:
-        """How many tasks are in each status (zeros included)."""
-        counts = {status.value: 0 for status in TaskStatus}
-        with self._connection() as conn:
-            cursor = conn.execute(f"SELECT status, count(*) FROM {TABLE} GROUP BY status")
-            for status, count in cursor.fetchall():
-                counts[str(status)] = int(count)
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Per queue, how many tasks are in each status (zeros included)."""
+        counts: dict[str, dict[str, int]] = {}
+        with self._connection("count") as conn:
+            cursor = conn.execute(sql.COUNT_BY_QUEUE)
+            for queue, status, count in cursor.fetchall():
+                per_queue = counts.setdefault(str(queue), dict.fromkeys(STATUSES, 0))
+                per_queue[str(status)] = int(count)
         return counts
 
     def requeue(self, task_id: str, now: float) -> bool:
-        """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        return self._update_and_notify(REQUEUE, (task_id,))
+        """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget.
 
-    def purge(self, before: float, statuses: Sequence[str]) -> int:
-        """Delete finished tasks in ``statuses`` (final ones only) finished before ``before``."""
-        final = [status for status in statuses if status in FINAL]
-        if not final:
+        False when another pending or running task holds its unique key, also one
+        that commits while this runs (the unique index refuses the row).
+        """
+        try:
+            with self._connection("requeue") as conn:
+                cursor = conn.execute(sql.REQUEUE, {"id": task_id, "channel": self._channel})
+                return cursor.rowcount == 1
+        except StorageError as error:
+            if isinstance(error.__cause__, psycopg.errors.UniqueViolation):
+                return False
+            raise
+
+    def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
+        """Delete finished tasks in ``statuses`` (final ones only) finished before ``before``.
+
+        With ``limit``, one batch of at most that many, oldest first, in one short
+        statement.
+        """
+        final = sorted(set(statuses).intersection(FINAL))
+        if not final or (limit is not None and limit <= 0):
             return 0
-        with self._connection() as conn:
-            cursor = conn.execute(
-                f"DELETE FROM {TABLE} WHERE status = ANY(%s) AND finished_at < %s",
-                (final, before),
-            )
+        params = {"statuses": final, "before": before, "limit": limit}
+        with self._connection("purge") as conn:
+            cursor = conn.execute(sql.PURGE if limit is None else sql.PURGE_BATCH, params)
             return max(cursor.rowcount, 0)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _update_and_notify(self, statement: str, params: Sequence[object]) -> bool:
-        with self._connection() as conn, conn.transaction():
-            cursor = conn.execute(statement, params)
-            changed = cursor.rowcount == 1
-            if changed:
-                conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
-        return changed
-
     def _select(
-        self, statement: str, params: Sequence[object] | dict[str, Any]
+        self, what: str, statement: str, params: Sequence[object] | dict[str, Any]
     ) -> list[TaskRecord]:
-        with self._connection() as conn:
+        with self._connection(what) as conn:
             cursor = conn.execute(statement, params)
             rows = cursor.fetchall()
         return [TaskRecord(*row) for row in rows]

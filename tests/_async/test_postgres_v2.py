@@ -1,0 +1,398 @@
+"""PostgreSQL schema v2: the migration of a 0.1.0 store, claims by level under
+SKIP LOCKED, unique keys settled by the index (also across processes and in
+``requeue``), history, bounded purges and the claim's plan.
+
+Runs on both twins when ``OMNIQ_TEST_BACKEND=postgres``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import BACKEND, TESTS_DIR
+
+if BACKEND != "postgres":
+    pytest.skip("PostgreSQL-only tests (OMNIQ_TEST_BACKEND=postgres)", allow_module_level=True)
+
+import psycopg
+
+from omniq import AsyncOmniQ, AsyncTaskQueue, Settings, TaskStatus
+from omniq._concurrency import ajoin, asleep, aspawn
+from omniq._postgres_sql import claim as claim_statement
+from omniq.exceptions import StorageError, TaskFailed
+from omniq.storage.postgres import AsyncPostgresStorage
+
+TWIN = "async" if inspect.iscoroutinefunction(AsyncOmniQ.enqueue) else "sync"
+V1_FIXTURE = TESTS_DIR / "fixtures" / "v1" / "postgres.sql"
+
+
+async def admin(settings: Settings) -> psycopg.AsyncConnection:
+    """A plain connection to the test's schema, outside omniq."""
+    assert settings.dsn is not None
+    return await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True)
+
+
+async def rows(conn: psycopg.AsyncConnection, query: str, params: object = None) -> list[tuple]:
+    cursor = await conn.execute(query, params)  # type: ignore[arg-type]
+    return await cursor.fetchall()
+
+
+def _in(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+
+
+# ---------------------------------------------------------------------- migration
+
+
+async def test_a_store_written_by_0_1_0_is_migrated_and_keeps_every_task(
+    settings: Settings,
+) -> None:
+    conn = await admin(settings)
+    try:
+        await conn.execute(V1_FIXTURE.read_text())
+        ids = dict(await rows(conn, "SELECT status, id FROM omniq_tasks WHERE status <> 'pending'"))
+        pending = dict(
+            await rows(conn, "SELECT payload, id FROM omniq_tasks WHERE status = 'pending'")
+        )
+    finally:
+        await conn.close()
+    later = pending.pop('{"args":[5,5],"kwargs":{}}')
+    due = [pending[f'{{"args":[{i},100],"kwargs":{{}}}}'] for i in range(3)]
+
+    async with AsyncOmniQ(settings) as omniq:
+        stats = await omniq.stats()
+        assert [stats[s] for s in ("pending", "running", "completed", "failed", "cancelled")] == [
+            4,
+            1,
+            1,
+            1,
+            1,
+        ]
+        assert set(stats["queues"]) == {"default"}
+        assert await omniq.get_result(ids["completed"]) == 42
+        with pytest.raises(TaskFailed, match="this task always fails"):
+            await omniq.get_result(ids["failed"])
+        cancelled = await omniq.get_task(ids["cancelled"])
+        assert cancelled is not None and cancelled.status == TaskStatus.CANCELLED
+        assert (cancelled.queue, cancelled.priority, cancelled.unique_key) == ("default", 0, None)
+        assert cancelled.attempts_history == []
+        # A v2 worker runs the pending tasks and takes over the dead v1 worker's one.
+        async with omniq.worker_pool(concurrency=2, handle_signals=False) as workers:
+            await workers.process_tasks(limit=10)
+        assert [await omniq.get_result(task_id) for task_id in due] == [100, 101, 102]
+        assert await omniq.get_result(ids["running"]) == 14
+        recovered = await omniq.get_task(ids["running"])
+        assert recovered is not None and recovered.attempts == 2
+        assert [entry.outcome for entry in recovered.attempts_history] == ["lost", "completed"]
+        waiting = await omniq.get_task(later)
+        assert waiting is not None and waiting.status == TaskStatus.PENDING
+        # New tasks line up behind the migrated ones and use the new columns.
+        fresh = await omniq.enqueue("task_functions.add", args=[1, 1], queue="q", unique_key="k")
+        assert await omniq.enqueue("task_functions.add", args=[2, 2], unique_key="k") == fresh
+    conn = await admin(settings)
+    try:
+        assert [row[0] for row in await rows(conn, "SELECT version FROM omniq_schema_version")] == [
+            1,
+            2,
+        ]
+        (seq_of_fresh,) = await rows(conn, "SELECT seq FROM omniq_tasks WHERE id = %s", (fresh,))
+        assert seq_of_fresh[0] > 8  # the identity continues after the v1 rows
+    finally:
+        await conn.close()
+
+
+async def test_a_tasks_table_omniq_did_not_make_is_refused(settings: Settings) -> None:
+    conn = await admin(settings)
+    try:
+        await conn.execute("CREATE TABLE omniq_tasks (id text PRIMARY KEY, payload bytea)")
+    finally:
+        await conn.close()
+    assert settings.dsn is not None
+    with pytest.raises(StorageError, match="omniq did not create"):
+        await AsyncPostgresStorage(settings.dsn).open()
+
+
+# ---------------------------------------------------------------------- claims
+
+
+async def test_claims_take_priority_then_eta_then_enqueue_order_across_queues(
+    settings: Settings,
+) -> None:
+    assert settings.dsn is not None
+    storage = AsyncPostgresStorage(settings.dsn)
+    queue = AsyncTaskQueue(storage)
+    try:
+        past = _in(-60)
+        low = await queue.enqueue("task_functions.add", [0, 0], queue="a", priority=-5)
+        b_early = await queue.enqueue("task_functions.add", [1, 1], queue="b", priority=5, eta=past)
+        a_first = await queue.enqueue("task_functions.add", [2, 2], queue="a", priority=5)
+        a_second = await queue.enqueue("task_functions.add", [3, 3], queue="a", priority=5)
+        top = await queue.enqueue("task_functions.add", [4, 4], queue="c", priority=9)
+        await queue.enqueue("task_functions.add", [5, 5], queue="b", priority=100, eta=_in(3600))
+        now = time.time()
+        claimed = await storage.claim(now, now + 30, 10, worker="pool-1")
+        assert [r.id for r in claimed] == [top, b_early, a_first, a_second, low]
+        assert {r.worker for r in claimed} == {"pool-1"}
+        assert {r.status for r in claimed} == {"running"}
+        assert await storage.claim(now, now + 30, 10) == []  # the future task stays
+    finally:
+        await storage.close()
+
+
+async def test_a_claim_of_some_queues_never_takes_another_queues_task(settings: Settings) -> None:
+    assert settings.dsn is not None
+    storage = AsyncPostgresStorage(settings.dsn)
+    queue = AsyncTaskQueue(storage)
+    try:
+        other = [await queue.enqueue("task_functions.add", [i, i], queue="b") for i in range(3)]
+        mine = [await queue.enqueue("task_functions.add", [i, i], queue="a") for i in range(2)]
+        now = time.time()
+        assert await storage.next_eta(["c"]) is None
+        assert await storage.next_eta(["a"]) is not None
+        claimed = await storage.claim(now, now + 30, 10, queues=["a", "c"])
+        assert [record.id for record in claimed] == mine
+        assert await storage.claim(now, now + 30, 10, queues=["a"]) == []
+        rest = await storage.claim(now, now + 30, 10, queues=["b", "a"])
+        assert [record.id for record in rest] == other
+    finally:
+        await storage.close()
+
+
+async def test_claim_skips_locked_rows_in_every_level(settings: Settings) -> None:
+    assert settings.dsn is not None
+    storage = AsyncPostgresStorage(settings.dsn)
+    queue = AsyncTaskQueue(storage)
+    high = [await queue.enqueue("task_functions.add", [i, i], priority=1) for i in range(2)]
+    low = [await queue.enqueue("task_functions.add", [i, i], queue="z") for i in range(2)]
+    holder = await admin(settings)
+    try:
+        async with holder.transaction():
+            # Another session holds the first task of each level.
+            await holder.execute(
+                "SELECT id FROM omniq_tasks WHERE id = ANY(%s) FOR UPDATE", ([high[0], low[0]],)
+            )
+            now = time.time()
+            claimed = await storage.claim(now, now + 30, 10)
+            assert [record.id for record in claimed] == [high[1], low[1]]
+        now = time.time()
+        assert [r.id for r in await storage.claim(now, now + 30, 10)] == [high[0], low[0]]
+    finally:
+        await holder.close()
+        await storage.close()
+
+
+async def test_the_claim_reads_only_the_levels_it_needs(settings: Settings) -> None:
+    # The plan: a walk of the levels, and an incremental sort that stops at the first
+    # priority holding enough due tasks (lower levels are not read, nor locked).
+    assert settings.dsn is not None
+    queue = AsyncTaskQueue(AsyncPostgresStorage(settings.dsn))
+    await queue.enqueue_many(
+        {"func_path": "task_functions.add", "args": [i, i], "queue": q, "priority": p}
+        for i in range(20)
+        for q in ("a", "b")
+        for p in range(5)
+    )
+    await queue.close()
+    conn = await admin(settings)
+    try:
+        await conn.execute("ANALYZE omniq_tasks")
+        async with conn.transaction(force_rollback=True):
+            params = {"token": "t", "lease": 30.0, "limit": 4, "worker": "w"}
+            plan = "\n".join(
+                row[0]
+                for row in await rows(
+                    conn, "EXPLAIN (ANALYZE, COSTS OFF) " + claim_statement(False), params
+                )
+            ).replace("%", "")
+    finally:
+        await conn.close()
+    assert "Recursive Union" in plan and "Incremental Sort" in plan, plan
+    # The LockRows under the LATERAL ran for the 2 levels of priority 4 and 1 more.
+    lock_rows = next(line for line in plan.splitlines() if "LockRows" in line)
+    assert "loops=3)" in lock_rows, plan
+
+
+# ---------------------------------------------------------------------- unique keys
+
+_PRODUCER = """
+import sys
+from omniq import AsyncOmniQ, OmniQ, Settings
+twin, dsn, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = Settings(backend="postgres", dsn=dsn)
+print("ready", flush=True)
+sys.stdin.readline()
+if twin == "async":
+    import asyncio
+    async def main():
+        async with AsyncOmniQ(settings) as omniq:
+            return [await omniq.enqueue("task_functions.add", args=[i, i], unique_key="race")
+                    for i in range(count)]
+    ids = asyncio.run(main())
+else:
+    with OmniQ(settings) as omniq:
+        ids = [omniq.enqueue("task_functions.add", args=[i, i], unique_key="race")
+               for i in range(count)]
+print(" ".join(sorted(set(ids))), flush=True)
+"""
+
+
+async def test_producers_in_many_processes_store_one_task_per_unique_key(
+    settings: Settings,
+) -> None:
+    assert settings.dsn is not None
+    async with AsyncOmniQ(settings):
+        pass  # the schema exists before the race
+    producers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRODUCER, TWIN, settings.dsn, "20"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for producer in producers:
+        assert producer.stdout is not None and producer.stdout.readline().strip() == "ready"
+    for producer in producers:
+        assert producer.stdin is not None
+        producer.stdin.write("go\n")
+        producer.stdin.flush()
+    answers = []
+    for producer in producers:
+        stdout, stderr = producer.communicate(timeout=120)
+        assert producer.returncode == 0, stderr
+        answers.append(stdout.strip())
+    conn = await admin(settings)
+    try:
+        stored = await rows(conn, "SELECT id FROM omniq_tasks WHERE unique_key = 'race'")
+    finally:
+        await conn.close()
+    assert len(stored) == 1
+    assert set(answers) == {stored[0][0]}  # every producer was told the holder's id
+
+
+async def test_enqueue_many_keeps_the_first_of_each_key(settings: Settings) -> None:
+    async with AsyncOmniQ(settings) as omniq:
+        held = await omniq.enqueue("task_functions.add", args=[0, 0], unique_key="held")
+        ids = await omniq.enqueue_many(
+            [
+                {"func_path": "task_functions.add", "args": [1, 1], "unique_key": "k"},
+                {"func_path": "task_functions.add", "args": [2, 2]},
+                {"func_path": "task_functions.add", "args": [3, 3], "unique_key": "k"},
+                {"func_path": "task_functions.add", "args": [4, 4], "unique_key": "held"},
+            ]
+        )
+        assert ids[0] != ids[1] and ids[2] == ids[0] and ids[3] == held
+        stats = await omniq.stats()
+        assert stats["pending"] == 3
+
+
+async def test_requeue_is_refused_when_a_holder_commits_during_it(settings: Settings) -> None:
+    assert settings.dsn is not None
+    storage = AsyncPostgresStorage(settings.dsn)
+    queue = AsyncTaskQueue(storage)
+    rival = await admin(settings)
+    try:
+        first = await queue.enqueue("task_functions.add", [1, 1], unique_key="k")
+        assert await queue.cancel(first)
+        template = await storage.get(first)
+        assert template is not None
+        results: list[bool] = []
+        async with rival.transaction():
+            # Another producer has inserted a holder of the key, not yet committed.
+            await rival.execute(
+                "INSERT INTO omniq_tasks (id, func_path, payload, status, eta, created_at, "
+                "updated_at, unique_key) VALUES ('rival', 'task_functions.add', "
+                "'{\"args\":[],\"kwargs\":{}}', 'pending', 0, 0, 0, 'k')"
+            )
+
+            async def requeue() -> None:
+                results.append(await queue.retry(first))
+
+            handle = aspawn(requeue)
+            await asleep(0.5)  # the requeue waits on the rival's index entry
+        assert await ajoin([handle], 30) == 0
+        assert results == [False]  # refused, not an IntegrityError
+        again = await storage.get(first)
+        assert again is not None and again.status == "cancelled"
+        assert await queue.retry(first) is False  # the holder is visible now
+    finally:
+        await rival.close()
+        await storage.close()
+
+
+async def test_an_interval_successor_keeps_the_unique_key(settings: Settings) -> None:
+    async with AsyncOmniQ(settings) as omniq:
+        first = await omniq.enqueue(
+            "task_functions.add", args=[1, 2], interval=3600, unique_key="hourly"
+        )
+        async with omniq.worker_pool(handle_signals=False) as workers:
+            await workers.process_tasks(limit=1)
+        assert await omniq.get_result(first) == 3
+        (successor,) = await omniq.list_tasks(status="pending")
+        assert successor.unique_key == "hourly" and successor.parent_id == first
+        assert await omniq.enqueue("task_functions.add", args=[1, 2], unique_key="hourly") == (
+            successor.id
+        )
+
+
+# ---------------------------------------------------------------------- history, purge
+
+
+async def test_history_is_stored_with_each_outcome_and_release(
+    settings: Settings, out: str, no_backoff: None
+) -> None:
+    async with AsyncOmniQ(settings) as omniq:
+        task_id = await omniq.enqueue("task_functions.fail_times", args=[out, 1], max_retries=3)
+        async with omniq.worker_pool(handle_signals=False, name="pool-a") as workers:
+            await workers.process_tasks(limit=2)
+        task = await omniq.get_task(task_id)
+        assert task is not None and task.status == TaskStatus.COMPLETED
+        assert [(e.attempt, e.outcome, e.worker) for e in task.attempts_history] == [
+            (1, "retry", "pool-a"),
+            (2, "completed", "pool-a"),
+        ]
+        queue = omniq.queue
+        other = await queue.enqueue("task_functions.add", [1, 1])
+        (claimed,) = await queue.dequeue_many(1)
+        assert claimed.id == other
+        assert await queue.release(claimed, started_at=time.time(), worker="pool-b")
+        released = await omniq.get_task(other)
+        assert released is not None and released.status == TaskStatus.PENDING
+        assert [(e.outcome, e.worker) for e in released.attempts_history] == [
+            ("released", "pool-b")
+        ]
+
+
+async def test_purge_in_batches_deletes_the_oldest_finished_first(settings: Settings) -> None:
+    assert settings.dsn is not None
+    storage = AsyncPostgresStorage(settings.dsn)
+    queue = AsyncTaskQueue(storage)
+    try:
+        ids = [await queue.enqueue("task_functions.add", [i, i]) for i in range(5)]
+        for task_id in ids:
+            assert await queue.cancel(task_id)
+            await asleep(0.01)  # distinct finish times
+        live = await queue.enqueue("task_functions.add", [9, 9])
+        later = time.time() + 60
+        assert await storage.purge(later, ["cancelled", "pending"], limit=2) == 2
+        assert [await storage.get(task_id) is None for task_id in ids] == [
+            True,
+            True,
+            False,
+            False,
+            False,
+        ]
+        assert await storage.purge(later, ["cancelled"], limit=0) == 0
+        assert await queue.prune(0, batch=2) == 3
+        assert await storage.get(live) is not None
+        counts = await storage.count_by_queue()
+        assert counts["default"]["pending"] == 1 and counts["default"]["cancelled"] == 0
+    finally:
+        await storage.close()
