@@ -189,7 +189,7 @@ FINISH = f"""
     SET status = ?, result = ?, error = ?, eta = COALESCE(?, eta), updated_at = ?,
         finished_at = ?, lease_until = NULL, attempt_token = NULL,
         history = COALESCE(?, history)
-    WHERE id = ? AND status = 'running' AND attempt_token = ?
+    WHERE id = ? AND status = 'running' AND COALESCE(attempt_token, '') = ?
         AND (? IS NULL OR lease_until < ?)
 """
 

@@ -577,56 +577,90 @@ class TaskQueue:
         """Make tasks of dead workers (lease ran out) claimable again, or fail them.
 
         The lost run already counted as an attempt when it was claimed, so a task
-        whose budget is spent ends FAILED with ``error_type="worker_lost"``.
+        whose budget is spent ends FAILED with ``error_type="worker_lost"``. A
+        RUNNING row that no worker can hold (no attempt token: a damaged or foreign
+        record) or that cannot be read is failed with a ``serialization`` error, so
+        it cannot stand in front of the real ones; one row the store refuses is
+        logged and skipped. Expired tasks are taken in batches until none is left.
         Returns how many tasks were recovered or failed.
         """
-        now = time.time()
         handled = 0
-        for record in self.storage.expired(now, _RECOVERY_BATCH):
-            if record.attempt_token is None:
-                continue
-            budget = record.max_retries
-            if budget is None:
-                budget = self.max_retries if default_max_retries is None else default_max_retries
-            lost = TaskError(
-                error_type=ErrorType.WORKER_LOST,
-                message="the worker running this task stopped before finishing it "
-                "(its lease ran out)",
-                retry_count=record.attempts,
-                max_retries=budget,
+        while True:
+            now = time.time()
+            batch = self.storage.expired(now, _RECOVERY_BATCH)
+            settled = 0
+            for record in batch:
+                if self._recover(record, now, default_max_retries):
+                    settled += 1
+            handled += settled
+            # A short batch was the last; a batch of rows that all stayed is no progress.
+            if len(batch) < _RECOVERY_BATCH or settled == 0:
+                return handled
+
+    def _recover(
+        self, record: TaskRecord, now: float, default_max_retries: int | None
+    ) -> bool:
+        """Recover or fail one expired task; whether the store applied it."""
+        try:
+            transition = self._recovery(record, now, default_max_retries)
+        except MemoryError:
+            raise
+        except Exception as failure:  # a value no task has: the row is damaged
+            transition = _unrecoverable(record, now, f"its record cannot be read ({failure})")
+        if transition.status == TaskStatus.FAILED.value and record.attempt_token is None:
+            omniq_logging.log_serialization_error(
+                "recover", "a running task without an attempt token was failed", task_id=record.id
             )
-            entry = history_entry(
-                record.attempts,
-                record.worker,
-                record.started_at,
+        try:
+            # The empty token holds a RUNNING row that has none (see the storage contract).
+            return self.storage.finish(record.id, record.attempt_token or "", transition)
+        except (OSError, StorageError) as error:
+            omniq_logging.log_storage_error("recover", str(error), task_id=record.id)
+            return False
+
+    def _recovery(
+        self, record: TaskRecord, now: float, default_max_retries: int | None
+    ) -> Transition:
+        """The transition that recovers one expired task (``expired_before`` guards it)."""
+        if record.attempt_token is None:
+            return _unrecoverable(
+                record,
                 now,
-                AttemptOutcome.LOST,
-                lost,
+                "it was running without an attempt token, so no worker can hold it "
+                "(a damaged or foreign record)",
             )
-            history = append_history(record.history, entry)
-            # expired_before: if the holder renews its lease meanwhile, it is alive.
-            # Its own eta (already past) puts it back at its place in line, ahead of
-            # the backlog that queued up behind it, not at the back.
-            if retry.should_retry(record.attempts, budget):
-                transition = Transition(
-                    status=TaskStatus.PENDING.value,
-                    now=now,
-                    error=encode_error(lost),
-                    eta=min(record.eta, now),
-                    expired_before=now,
-                    history=history,
-                )
-            else:
-                transition = Transition(
-                    status=TaskStatus.FAILED.value,
-                    now=now,
-                    error=encode_error(lost),
-                    expired_before=now,
-                    history=history,
-                )
-            if self.storage.finish(record.id, record.attempt_token, transition):
-                handled += 1
-        return handled
+        budget = record.max_retries
+        if budget is None:
+            budget = self.max_retries if default_max_retries is None else default_max_retries
+        lost = TaskError(
+            error_type=ErrorType.WORKER_LOST,
+            message="the worker running this task stopped before finishing it (its lease ran out)",
+            retry_count=record.attempts,
+            max_retries=budget,
+        )
+        entry = history_entry(
+            record.attempts, record.worker, record.started_at, now, AttemptOutcome.LOST, lost
+        )
+        history = append_history(record.history, entry)
+        # expired_before: if the holder renews its lease meanwhile, it is alive.
+        # Its own eta (already past) puts it back at its place in line, ahead of
+        # the backlog that queued up behind it, not at the back.
+        if retry.should_retry(record.attempts, budget):
+            return Transition(
+                status=TaskStatus.PENDING.value,
+                now=now,
+                error=encode_error(lost),
+                eta=min(record.eta, now),
+                expired_before=now,
+                history=history,
+            )
+        return Transition(
+            status=TaskStatus.FAILED.value,
+            now=now,
+            error=encode_error(lost),
+            expired_before=now,
+            history=history,
+        )
 
     # ------------------------------------------------------------------ inspecting
 
@@ -788,6 +822,20 @@ class TaskQueue:
             worker=None,
         )
         return record_from_task(successor, self.serializer)
+
+
+def _unrecoverable(record: TaskRecord, now: float, why: str) -> Transition:
+    """The failure of an expired RUNNING row that lease recovery cannot put back."""
+    attempts = record.attempts if type(record.attempts) is int else 0
+    error = TaskError(
+        error_type=ErrorType.SERIALIZATION,
+        message=f"lease recovery failed this task: {why}",
+        is_retryable=False,
+        retry_count=attempts,
+    )
+    return Transition(
+        status=TaskStatus.FAILED.value, now=now, error=encode_error(error), expired_before=now
+    )
 
 
 def _as_task_error(error: str | BaseException | TaskError) -> TaskError:

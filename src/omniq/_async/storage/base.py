@@ -106,6 +106,9 @@ class AsyncBaseStorage(ABC):
 
         Returns False (and changes nothing) when the task is no longer held by
         that attempt. The successor, if any, is inserted in the same transaction.
+        A RUNNING task without an attempt token (a damaged or foreign record: no
+        claim makes one) is held by the empty token, so that lease recovery and the
+        decoding check can fail it instead of stepping over it forever.
         """
 
     async def finish_many(self, items: Sequence[tuple[str, str, Transition]]) -> list[bool]:

@@ -126,7 +126,8 @@ class AsyncMemoryStorage(AsyncBaseStorage):
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
         record = self._tasks.get(task_id)
-        if record is None or record.status != "running" or record.attempt_token != token:
+        # A RUNNING record without a token (damaged) is held by the empty token.
+        if record is None or record.status != "running" or (record.attempt_token or "") != token:
             return None
         return record
 
