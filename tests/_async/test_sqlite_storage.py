@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from omniq import AsyncOmniQ, Settings, StorageError, TaskStatus
-from omniq._async.storage import sqlite as sqlite_module
+from omniq import _sqlite_sql as sql
 from omniq._concurrency import ajoin, asleep, aspawn
 from omniq.storage.sqlite import AsyncSQLiteStorage
 
@@ -96,19 +97,28 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await AsyncSQLiteStorage(path).open()
 
 
-async def test_the_claim_reads_the_partial_index(tmp_path: Path) -> None:
+async def test_the_claim_seeks_the_due_index_and_never_scans(tmp_path: Path) -> None:
     storage = AsyncSQLiteStorage(tmp_path / "db")
     await storage.open()
     await storage.close()
     conn = sqlite3.connect(storage.path)
-    parameters = ("token", 1.0, 0.0, 0.0, 0.0, 4)
-    plan = " ".join(
-        str(row[3])
-        for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_module._CLAIM}", parameters)
-    )
+
+    def plan(statement: str, parameters: tuple[object, ...]) -> str:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+        return " | ".join(str(row[3]) for row in rows)
+
+    levels = plan(sql.ALL_LEVELS, ())
+    named = plan(sql.levels_of(2), ("a", "b"))
+    one = plan(sql.claim_of(1), ("token", 1.0, 0.0, 0.0, "w", "default", 0, 0.0, 4))
+    three = plan(sql.claim_of(3), ("t", 1.0, 0.0, 0.0, "w", *(("q", 0, 0.0, 4) * 3), 4))
     conn.close()
-    assert "USING INDEX omniq_tasks_due" in plan
-    assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+    for text in (levels, named, one, three):
+        assert "USING INDEX omniq_tasks_due" in text, text
+        # Seeks, and ordered walks of the due index that stop at their LIMIT: never a
+        # walk of the table, nor of another index.
+        assert not re.search(r"SCAN omniq_tasks(?! USING INDEX omniq_tasks_due)", text), text
+    assert "(queue=? AND priority=? AND eta<?)" in one
+    assert "TEMP B-TREE" not in one  # one level: the index gives the order
 
 
 async def test_wal_and_full_synchronous_by_default(tmp_path: Path) -> None:
