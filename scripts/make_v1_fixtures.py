@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, "tests")  # task_functions
 
-from omniq import OmniQ, Settings  # noqa: E402  (after the path is set)
+from omniq import OmniQ, Settings
 
 
 def make(backend: str, target: Path) -> None:
