@@ -9,9 +9,10 @@ A fresh store runs every migration in turn, so the path a store of an older omni
 takes is the one every test takes too.
 
 Schema v2 (omniq 0.2) adds the queue, priority, unique key, attempt history and
-claiming worker of each task. ``ADD COLUMN`` with a constant default is instant
-(PostgreSQL 11+), so the v1 tasks keep their rows and get queue ``'default'`` and
-priority 0; only the new indexes are built from the table.
+claiming worker of each task, and the table of named state records (schedules).
+``ADD COLUMN`` with a constant default is instant (PostgreSQL 11+), so the v1 tasks
+keep their rows and get queue ``'default'`` and priority 0; only the new indexes are
+built from the table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from omniq.records import FINAL_STATUSES, RECORD_FIELDS
 SCHEMA_VERSION = 2
 TABLE = "omniq_tasks"
 VERSION_TABLE = "omniq_schema_version"
+STATE_TABLE = "omniq_state"
 # First key of the advisory lock that serializes migrations (the second: the schema hash).
 MIGRATION_LOCK_CLASS = 0x6F6D6E69  # "omni"
 FINAL = tuple(sorted(FINAL_STATUSES))
@@ -81,6 +83,18 @@ _V2 = (
     # One pending or running task per unique key: the index settles every race, and
     # tasks without a key have no entry in it.
     f"CREATE UNIQUE INDEX {TABLE}_unique ON {TABLE} (unique_key) WHERE {UNIQUE_ACTIVE}",
+    # Named records beside the tasks: schedules (their mark is the last fire time) and
+    # the worker registry. Few rows, each written now and then.
+    f"""
+    CREATE TABLE {STATE_TABLE} (
+        kind text NOT NULL,
+        name text NOT NULL,
+        data text NOT NULL,
+        updated_at double precision NOT NULL,
+        mark double precision,
+        PRIMARY KEY (kind, name)
+    )
+    """,
 )
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from omniq._postgres_schema import FINAL_LIST, TABLE, UNIQUE_ACTIVE
+from omniq._postgres_schema import FINAL_LIST, STATE_TABLE, TABLE, UNIQUE_ACTIVE
 from omniq.models import TaskStatus
 from omniq.records import RECORD_FIELDS, TaskRecord, Transition
 
@@ -158,16 +158,18 @@ INSERT_ONE_UNIQUE = f"""
 INSERT_UNLESS_HELD = f"{INSERT} ON CONFLICT (unique_key) WHERE {UNIQUE_ACTIVE} DO NOTHING"
 
 _ARRAYS = ", ".join(f"%({name})s::{_TYPES.get(name, 'text')}[]" for name in RECORD_FIELDS)
+_INPUT = f"SELECT * FROM unnest({_ARRAYS}) AS input({COLUMNS})"
+_INSERT_INPUT = (
+    f"""new AS ({_INSERT} SELECT {COLUMNS} FROM input {_UNIQUE} RETURNING id, unique_key)"""
+)
+# Whether any record was stored (not refused for its key): then the wake-up, once.
+_WAKE_IF_STORED = "(SELECT pg_notify(%(channel)s, '') FROM new JOIN input USING (id) LIMIT 1)"
 # Many tasks in one statement, from one array per column. Rows name (id, unique_key)
 # of the task that stands for each stored or refused record; the caller keeps one
 # record per unique key (the first), so no row meets its own batch in the index.
-# The wake-up is sent once if any record was stored.
 INSERT_MANY = f"""
-    WITH input AS (SELECT * FROM unnest({_ARRAYS}) AS input({COLUMNS})),
-    new AS ({_INSERT} SELECT {COLUMNS} FROM input {_UNIQUE} RETURNING id, unique_key)
-    SELECT id, unique_key, (
-        SELECT pg_notify(%(channel)s, '') FROM new JOIN input USING (id) LIMIT 1
-    ) FROM new
+    WITH input AS ({_INPUT}), {_INSERT_INPUT}
+    SELECT id, unique_key, {_WAKE_IF_STORED} FROM new
 """
 
 
@@ -185,6 +187,19 @@ def column_arrays(records: Sequence[TaskRecord]) -> dict[str, list[object]]:
             values = [None if value is None else float(value) for value in values]
         arrays[name] = values
     return arrays
+
+
+def first_of_each_key(records: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """``records`` without those whose unique key an earlier one has (the first wins)."""
+    kept: list[TaskRecord] = []
+    keys: set[str] = set()
+    for record in records:
+        if record.unique_key is not None:
+            if record.unique_key in keys:
+                continue
+            keys.add(record.unique_key)
+        kept.append(record)
+    return kept
 
 
 # ---------------------------------------------------------------------- outcomes
@@ -368,6 +383,30 @@ PURGE_BATCH = f"""
         SELECT seq FROM {TABLE} WHERE {_PURGEABLE}
         ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
     )
+"""
+
+# ---------------------------------------------------------------------- state records
+
+_STATE_COLUMNS = "kind, name, data, updated_at, mark"
+PUT_STATE = (
+    f"INSERT INTO {STATE_TABLE} (kind, name, data, updated_at) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (kind, name) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at"
+)
+GET_STATE = f"SELECT {_STATE_COLUMNS} FROM {STATE_TABLE} WHERE kind = %s AND name = %s"
+LIST_STATE = f"SELECT {_STATE_COLUMNS} FROM {STATE_TABLE} WHERE kind = %s ORDER BY name"
+DELETE_STATE = f"DELETE FROM {STATE_TABLE} WHERE kind = %s AND name = %s"
+# The mark moves forward and the records are stored, or neither: one statement. The
+# update locks the row, so concurrent callers advancing to one mark queue on it and
+# find, once it is theirs, that the mark has moved (READ COMMITTED re-checks the row).
+ADVANCE_STATE = f"""
+    WITH advanced AS (
+        UPDATE {STATE_TABLE} SET mark = %(mark)s
+        WHERE kind = %(kind)s AND name = %(name)s AND (mark IS NULL OR mark < %(mark)s)
+        RETURNING 1
+    ),
+    input AS ({_INPUT} WHERE EXISTS (SELECT 1 FROM advanced)),
+    {_INSERT_INPUT}
+    SELECT (SELECT count(*) FROM advanced), {_WAKE_IF_STORED}
 """
 
 # ---------------------------------------------------------------------- channels

@@ -7,6 +7,7 @@ Runs on both twins when ``OMNIQ_TEST_BACKEND=postgres``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import subprocess
@@ -396,3 +397,37 @@ async def test_purge_in_batches_deletes_the_oldest_finished_first(settings: Sett
         assert counts["default"]["pending"] == 1 and counts["default"]["cancelled"] == 0
     finally:
         await storage.close()
+
+
+# ---------------------------------------------------------------------- state records
+
+
+async def test_advances_from_many_connections_store_the_fire_once(settings: Settings) -> None:
+    assert settings.dsn is not None
+    storages = [AsyncPostgresStorage(settings.dsn) for _ in range(6)]
+    for storage in storages:
+        await storage.open()
+    await storages[0].put_state("schedule", "hourly", "{}", time.time())
+    template = AsyncTaskQueue(storages[0])._new_record(
+        "task_functions.add", [1, 1], None, None, None, None, None, "default", 0, None
+    )
+    won: list[bool] = []
+
+    async def advance(index: int) -> None:
+        # Each its own pool, like workers on other machines, each with its own task.
+        record = dataclasses.replace(template, id=f"fire-{index}")
+        won.append(await storages[index].advance_state("schedule", "hourly", 100.0, [record]))
+
+    try:
+        handles = [aspawn(advance, i) for i in range(len(storages))]
+        assert await ajoin(handles, 60) == 0
+        assert sorted(won) == [False] * (len(storages) - 1) + [True]
+        state = await storages[0].get_state("schedule", "hourly")
+        assert state is not None and state.mark == 100.0
+        counts = await storages[0].count_by_queue()
+        assert counts["default"]["pending"] == 1
+        assert await storages[0].advance_state("schedule", "hourly", 100.0, []) is False
+        assert await storages[0].advance_state("schedule", "missing", 1.0, []) is False
+    finally:
+        for storage in storages:
+            await storage.close()

@@ -25,9 +25,10 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from tcp_proxy import TcpProxy
 
-from omniq import TaskQueue, WorkerPool, Settings
+from omniq import TaskQueue, WorkerPool, Settings, TaskStatus
 from omniq import logging as omniq_logging
 from omniq._concurrency import Event, join, sleep, spawn
+from omniq.allowlist import AllowList
 from omniq.exceptions import StorageError
 from omniq.storage.postgres import PostgresStorage
 
@@ -62,6 +63,18 @@ def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         sleep(0.05)
+
+
+def results_of(queue: TaskQueue, ids: list[str], timeout: float) -> list[object]:
+    """The results of ``ids`` once every one has completed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = [queue.get_task(task_id) for task_id in ids]
+        if all(task is not None and task.status == TaskStatus.COMPLETED for task in tasks):
+            return [task.result for task in tasks if task is not None]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {[t and t.status for t in tasks]}")
+        sleep(0.1)
 
 
 def mentions(lines: list[str], text: str) -> Callable[[], bool]:
@@ -167,7 +180,7 @@ def test_a_worker_behind_a_dead_connection_regains_service(
     # real partition): a claim it makes is a dead worker's, recovered when its lease
     # ends. A short lease keeps that short.
     workers = WorkerPool(
-        queue=TaskQueue(storage),
+        queue=TaskQueue(storage, allow=AllowList.from_settings(settings)),
         concurrency=2,
         poll_interval=0.2,
         handle_signals=False,
@@ -184,11 +197,7 @@ def test_a_worker_behind_a_dead_connection_regains_service(
         if recovery == "cut":
             proxy.cut()
         proxy.thaw()
-        for task_id in ids:
-            assert producer.get_task(task_id) is not None
-        eventually(lambda: workers.processed >= 6, 90, "the tasks after the outage")
-        results = [producer.get_task(task_id) for task_id in [first, *ids]]
-        assert [task.result if task else None for task in results] == [2, 0, 2, 4, 6, 8]
+        assert results_of(producer, [first, *ids], 90) == [2, 0, 2, 4, 6, 8]
         workers.stop()
         assert join([runner], 30) == 0
     finally:

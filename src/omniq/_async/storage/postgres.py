@@ -48,7 +48,7 @@ from omniq._async.storage.postgres_listener import AsyncPostgresWakeups
 from omniq._postgres_schema import FINAL, MIGRATION_LOCK_CLASS
 from omniq._wakeup import FinishedCallback
 from omniq.exceptions import StorageError
-from omniq.records import STATUSES, TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
 
 __all__ = ["MIGRATION_LOCK_CLASS", "AsyncPostgresStorage", "describe_dsn"]
 
@@ -173,15 +173,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             if row is None:
                 raise StorageError(f"unique key {record.unique_key!r} is held, but by no task")
             return [str(row[0])]
-        sent: list[TaskRecord] = []
-        keys: set[str] = set()
-        for record in records:
-            if record.unique_key is not None:
-                if record.unique_key in keys:
-                    continue
-                keys.add(record.unique_key)
-            sent.append(record)
-        arrays = sql.column_arrays(sent)
+        arrays = sql.column_arrays(sql.first_of_each_key(records))
         async with self._connection("enqueue") as conn:
             params: dict[str, Any] = {**arrays, "channel": self._channel}
             cursor = await conn.execute(sql.INSERT_MANY, params)
@@ -400,6 +392,51 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         async with self._connection("purge") as conn:
             cursor = await conn.execute(sql.PURGE if limit is None else sql.PURGE_BATCH, params)
             return max(cursor.rowcount, 0)
+
+    # ------------------------------------------------------------------ state records
+
+    async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept)."""
+        async with self._connection("put_state") as conn:
+            await conn.execute(sql.PUT_STATE, (kind, name, data, now))
+
+    async def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        found = await self._state_rows("get_state", sql.GET_STATE, (kind, name))
+        return found[0] if found else None
+
+    async def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        return await self._state_rows("list_state", sql.LIST_STATE, (kind,))
+
+    async def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        async with self._connection("delete_state") as conn:
+            cursor = await conn.execute(sql.DELETE_STATE, (kind, name))
+            return cursor.rowcount == 1
+
+    async def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records, in one statement (see ``ADVANCE_STATE``).
+
+        Of any number of callers advancing to one mark, exactly one stores the records;
+        they follow :meth:`add`'s unique-key rule.
+        """
+        arrays = sql.column_arrays(sql.first_of_each_key(records))
+        async with self._connection("advance_state") as conn:
+            params = {**arrays, "kind": kind, "name": name, "mark": mark, "channel": self._channel}
+            cursor = await conn.execute(sql.ADVANCE_STATE, params)
+            row = await cursor.fetchone()
+        return row is not None and int(row[0]) == 1
+
+    async def _state_rows(
+        self, what: str, statement: str, params: Sequence[object]
+    ) -> list[StateRecord]:
+        async with self._connection(what) as conn:
+            cursor = await conn.execute(statement, params)
+            rows = await cursor.fetchall()
+        return [StateRecord(str(k), str(n), str(d), float(u), m) for k, n, d, u, m in rows]
 
     async def _select(
         self, what: str, statement: str, params: Sequence[object] | dict[str, Any]

@@ -49,7 +49,7 @@ from omniq._sync.storage.postgres_listener import PostgresWakeups
 from omniq._postgres_schema import FINAL, MIGRATION_LOCK_CLASS
 from omniq._wakeup import FinishedCallback
 from omniq.exceptions import StorageError
-from omniq.records import STATUSES, TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
 
 __all__ = ["MIGRATION_LOCK_CLASS", "PostgresStorage", "describe_dsn"]
 
@@ -174,15 +174,7 @@ class PostgresStorage(BaseStorage):
             if row is None:
                 raise StorageError(f"unique key {record.unique_key!r} is held, but by no task")
             return [str(row[0])]
-        sent: list[TaskRecord] = []
-        keys: set[str] = set()
-        for record in records:
-            if record.unique_key is not None:
-                if record.unique_key in keys:
-                    continue
-                keys.add(record.unique_key)
-            sent.append(record)
-        arrays = sql.column_arrays(sent)
+        arrays = sql.column_arrays(sql.first_of_each_key(records))
         with self._connection("enqueue") as conn:
             params: dict[str, Any] = {**arrays, "channel": self._channel}
             cursor = conn.execute(sql.INSERT_MANY, params)
@@ -401,6 +393,51 @@ class PostgresStorage(BaseStorage):
         with self._connection("purge") as conn:
             cursor = conn.execute(sql.PURGE if limit is None else sql.PURGE_BATCH, params)
             return max(cursor.rowcount, 0)
+
+    # ------------------------------------------------------------------ state records
+
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept)."""
+        with self._connection("put_state") as conn:
+            conn.execute(sql.PUT_STATE, (kind, name, data, now))
+
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        found = self._state_rows("get_state", sql.GET_STATE, (kind, name))
+        return found[0] if found else None
+
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        return self._state_rows("list_state", sql.LIST_STATE, (kind,))
+
+    def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        with self._connection("delete_state") as conn:
+            cursor = conn.execute(sql.DELETE_STATE, (kind, name))
+            return cursor.rowcount == 1
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records, in one statement (see ``ADVANCE_STATE``).
+
+        Of any number of callers advancing to one mark, exactly one stores the records;
+        they follow :meth:`add`'s unique-key rule.
+        """
+        arrays = sql.column_arrays(sql.first_of_each_key(records))
+        with self._connection("advance_state") as conn:
+            params = {**arrays, "kind": kind, "name": name, "mark": mark, "channel": self._channel}
+            cursor = conn.execute(sql.ADVANCE_STATE, params)
+            row = cursor.fetchone()
+        return row is not None and int(row[0]) == 1
+
+    def _state_rows(
+        self, what: str, statement: str, params: Sequence[object]
+    ) -> list[StateRecord]:
+        with self._connection(what) as conn:
+            cursor = conn.execute(statement, params)
+            rows = cursor.fetchall()
+        return [StateRecord(str(k), str(n), str(d), float(u), m) for k, n, d, u, m in rows]
 
     def _select(
         self, what: str, statement: str, params: Sequence[object] | dict[str, Any]
