@@ -79,6 +79,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncLeaseKeeper": "LeaseKeeper",
     "AsyncLeaseRecovery": "LeaseRecovery",
     "AsyncPruner": "Pruner",
+    "AsyncWorkerRegistry": "WorkerRegistry",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",

@@ -17,7 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from omniq._async.executor import run_inline, run_many_inline
+from omniq._async.monitor import collect_metrics
 from omniq._async.queue import DEFAULT_QUEUE, AsyncTaskQueue
+from omniq._async.registry import read_workers
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.factory import storage_from_settings
 from omniq._async.storage.memory import AsyncMemoryStorage
@@ -28,6 +30,7 @@ from omniq.blocking_storage import BlockingStorage
 from omniq.config import Settings
 from omniq.exceptions import StorageError, TaskCancelled, TaskFailed, TaskNotFound
 from omniq.models import Task, TaskStatus
+from omniq.monitoring import Metrics, WorkerInfo
 from omniq.serialization import Serializer
 
 _RESULT_POLL_START = 0.01
@@ -206,17 +209,33 @@ class AsyncOmniQ:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        *,
+        function: str | None = None,
+        id_contains: str | None = None,
+        parent_id: str | None = None,
     ) -> list[Task]:
-        """Tasks, most recently changed first, optionally only those of ``status``/``queue``."""
-        return await self.queue.list_tasks(status, limit, offset, queue)
+        """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
+
+        ``function``/``id_contains``: only tasks whose function path/id contains that
+        text; ``parent_id``: the next runs of that interval task.
+        """
+        return await self.queue.list_tasks(
+            status,
+            limit,
+            offset,
+            queue,
+            function=function,
+            id_contains=id_contains,
+            parent_id=parent_id,
+        )
 
     async def retry(self, task_id: str) -> bool:
         """Run a FAILED or CANCELLED task again with a fresh budget; False otherwise."""
         return await self.queue.retry(task_id)
 
-    async def retry_failed(self) -> int:
-        """Run every FAILED task again; return how many."""
-        return await self.queue.retry_failed()
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Run every FAILED task (of ``queue``, or of every queue) again; return how many."""
+        return await self.queue.retry_failed(queue)
 
     async def purge(
         self,
@@ -234,13 +253,27 @@ class AsyncOmniQ:
         """Counts per status, ``total``, ``next_eta``, and per queue its counts (``queues``)."""
         return await self.queue.stats()
 
+    async def workers(self) -> list[WorkerInfo]:
+        """The worker pools registered in the store (any process, any machine).
+
+        Alive ones first (``alive``: a heartbeat within their lease), then lost ones,
+        whose records are deleted after ten leases without a heartbeat.
+        """
+        return await read_workers(self.queue.storage)
+
+    async def metrics(self) -> Metrics:
+        """A snapshot for monitoring: counts per queue and status, tasks finished per
+        minute over the last hour, the wait of each queue's oldest due task, the
+        registered workers and the stored schedules (see :class:`omniq.monitoring.Metrics`)."""
+        return await collect_metrics(self.queue)
+
     def worker_pool(self, **overrides: Any) -> AsyncWorkerPool:
         """A worker pool on this queue; keyword arguments override the settings.
 
         Accepted: ``concurrency``, ``poll_interval``, ``max_retries``,
         ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``, ``prefetch``,
         ``handle_signals``, ``name``, ``queues`` (the queues served; default every
-        queue) and ``retention`` (default ``Settings.retention``).
+        queue), ``retention`` (default ``Settings.retention``) and ``health_file``.
         """
         options: dict[str, Any] = {
             "concurrency": self.settings.concurrency,

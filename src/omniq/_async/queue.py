@@ -32,6 +32,7 @@ from omniq._validation import (
     normalize_max_retries,
     normalize_priority,
     normalize_queue,
+    normalize_search,
     normalize_timeout,
     normalize_unique_key,
     positive_int,
@@ -45,6 +46,7 @@ from omniq.records import (
     FINAL_STATUSES,
     STATUSES,
     Outcome,
+    TaskFilter,
     TaskRecord,
     Transition,
     encode_error,
@@ -650,9 +652,15 @@ class AsyncTaskQueue:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        *,
+        function: str | None = None,
+        id_contains: str | None = None,
+        parent_id: str | None = None,
     ) -> list[Task]:
         """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
 
+        ``function`` and ``id_contains`` keep the tasks whose function path or id
+        contains that text; ``parent_id`` the next runs of that interval task.
         ``limit`` is 1 to 2**31-1, ``offset`` 0 to 2**31-1. A damaged task is listed
         with what can be decoded (see :meth:`get_task`); a record that is no task at
         all (an unknown status) is skipped and logged.
@@ -660,9 +668,15 @@ class AsyncTaskQueue:
         wanted = None if status is None else TaskStatus(status).value
         positive_int("limit", limit)
         non_negative_int("offset", offset)
-        chosen_queue = None if queue is None else normalize_queue(queue)
+        query = TaskFilter(
+            status=wanted,
+            queue=None if queue is None else normalize_queue(queue),
+            func_contains=normalize_search("function", function),
+            id_contains=normalize_search("id_contains", id_contains),
+            parent_id=None if parent_id is None else check_task_id(parent_id),
+        )
         tasks: list[Task] = []
-        for record in await self.storage.list_tasks(wanted, limit, offset, chosen_queue):
+        for record in await self.storage.find_tasks(query, limit, offset):
             try:
                 tasks.append(readable_task(record, self.serializer))
             except (ValueError, TypeError) as error:
@@ -676,11 +690,16 @@ class AsyncTaskQueue:
             self._notify()
         return requeued
 
-    async def retry_failed(self) -> int:
-        """Run every FAILED task again (see :meth:`retry`); return how many."""
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Run every FAILED task (of ``queue``, or of all) again (see :meth:`retry`);
+        return how many."""
+        chosen = None if queue is None else normalize_queue(queue)
         count = 0
+        kept = 0  # failed tasks that stay failed (their unique key is taken): skipped
         while True:
-            batch = await self.storage.list_tasks(TaskStatus.FAILED.value, _RECOVERY_BATCH)
+            batch = await self.storage.list_tasks(
+                TaskStatus.FAILED.value, _RECOVERY_BATCH, kept, chosen
+            )
             if not batch:
                 return count
             for record in batch:
@@ -688,6 +707,8 @@ class AsyncTaskQueue:
                 # foreign writer stored, too long for check_task_id, still retries).
                 if await self.storage.requeue(record.id, time.time()):
                     count += 1
+                else:
+                    kept += 1
             self._notify()
 
     async def purge(

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from omniq import logging as omniq_logging
@@ -31,6 +33,7 @@ from omniq._sync.duties import (
 )
 from omniq._sync.executor import InlineExecutor, log_lost
 from omniq._sync.queue import TaskQueue
+from omniq._sync.registry import WorkerRegistry
 from omniq._sync.storage.base import BaseStorage
 from omniq._backoff import Backoff, FailureReport
 from omniq._concurrency import (
@@ -93,6 +96,8 @@ class WorkerPool:
     * ``retention``: finished tasks older than this (a ``timedelta`` or seconds;
       default 7 days) are deleted by the pool, at start and every minute; ``None``
       keeps them all.
+    * ``health_file``: a file the pool touches on every registry heartbeat (every
+      third of the lease), for a container's liveness probe.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class WorkerPool:
         name: str | None = None,
         queues: Sequence[str] | None = None,
         retention: dt.timedelta | float | None = DEFAULT_RETENTION,
+        health_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._owns_queue = queue is None
         if queue is None:
@@ -134,6 +140,7 @@ class WorkerPool:
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
         self.queues = normalize_queues(queues)
         self.retention = normalize_retention(retention)
+        self.health_file = None if health_file is None else Path(health_file)
         self.executor = InlineExecutor()
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
@@ -149,6 +156,7 @@ class WorkerPool:
         self._aborting = False
         self._serving = False
         self._processed = 0
+        self._failed = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency})"
@@ -157,6 +165,11 @@ class WorkerPool:
     def processed(self) -> int:
         """How many task executions this pool has finished (succeeded or failed)."""
         return self._processed
+
+    @property
+    def failed(self) -> int:
+        """How many of those executions failed (raised, timed out; retried or not)."""
+        return self._failed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +181,7 @@ class WorkerPool:
         ]
         if self.retention is not None:
             chosen.append(Pruner(self.queue, self.retention, self.name))
+        chosen.append(WorkerRegistry.for_pool(self.queue.storage, self))
         return chosen
 
     def start(self) -> None:
@@ -351,6 +365,7 @@ class WorkerPool:
             for outcome in outcomes:
                 self._inflight.pop(outcome.task.id, None)
             self._processed += len(outcomes)
+            self._failed += sum(1 for outcome in outcomes if outcome.error is not None)
             for task in tasks:
                 self._inflight[task.id] = _Claimed(task)
                 self._ready.append(task)

@@ -31,6 +31,7 @@ from omniq.records import (
     RECORD_FIELDS,
     STATUSES,
     StateRecord,
+    TaskFilter,
     TaskRecord,
     Transition,
 )
@@ -502,6 +503,30 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         params: tuple[object, ...] = (before,) if limit is None else (before, limit)
         cursor = await self._write(sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
+
+    async def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first (one query)."""
+        values = (query.status, query.queue, query.func_contains, query.id_contains)
+        params = [value for value in (*values, query.parent_id) if value is not None]
+        statement = sql.find_of(*(value is not None for value in (*values, query.parent_id)))
+        return await self._select(statement, (*params, limit, offset))
+
+    async def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status (a range of the finished index)."""
+        rows = await self._rows(sql.COUNT_FINISHED, (since, width, since))
+        return [(int(slot), str(queue), str(status), int(n)) for slot, queue, status, n in rows]
+
+    async def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """The earliest pending eta per queue: the first entry of each level of the due index."""
+        if not queues:
+            return {}
+        conn = await self._connection()
+        async with self._lock:
+            levels = await self._levels(conn, queues)
+        earliest: dict[str, float] = {}
+        for queue, _, eta in levels:
+            earliest[queue] = min(eta, earliest.get(queue, eta))
+        return earliest
 
     async def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         return [TaskRecord(*row) for row in await self._rows(statement, params)]

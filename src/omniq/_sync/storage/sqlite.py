@@ -32,6 +32,7 @@ from omniq.records import (
     RECORD_FIELDS,
     STATUSES,
     StateRecord,
+    TaskFilter,
     TaskRecord,
     Transition,
 )
@@ -503,6 +504,30 @@ class SQLiteStorage(BaseStorage):
         params: tuple[object, ...] = (before,) if limit is None else (before, limit)
         cursor = self._write(sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
+
+    def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first (one query)."""
+        values = (query.status, query.queue, query.func_contains, query.id_contains)
+        params = [value for value in (*values, query.parent_id) if value is not None]
+        statement = sql.find_of(*(value is not None for value in (*values, query.parent_id)))
+        return self._select(statement, (*params, limit, offset))
+
+    def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status (a range of the finished index)."""
+        rows = self._rows(sql.COUNT_FINISHED, (since, width, since))
+        return [(int(slot), str(queue), str(status), int(n)) for slot, queue, status, n in rows]
+
+    def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """The earliest pending eta per queue: the first entry of each level of the due index."""
+        if not queues:
+            return {}
+        conn = self._connection()
+        with self._lock:
+            levels = self._levels(conn, queues)
+        earliest: dict[str, float] = {}
+        for queue, _, eta in levels:
+            earliest[queue] = min(eta, earliest.get(queue, eta))
+        return earliest
 
     def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         return [TaskRecord(*row) for row in self._rows(statement, params)]
