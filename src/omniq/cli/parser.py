@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from omniq import __version__, limits
@@ -140,6 +141,23 @@ def positive_duration(text: str) -> float:
     return seconds
 
 
+@_checked
+def port(text: str) -> int:
+    """A TCP port: 1 to 65535 (0: any free one)."""
+    return _whole_number(text, 0, 65535)
+
+
+@_checked
+def health_file(text: str) -> str:
+    """A file path whose directory exists (the worker touches the file)."""
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise ValueError(f"expected a file path, got {text!r}")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(f"the directory of {text!r} does not exist")
+    return str(path)
+
+
 def _json(text: str, kind: type, name: str) -> Any:
     try:
         value = json.loads(text)
@@ -257,6 +275,12 @@ def _add_worker(commands: Any) -> None:
     )
     worker.add_argument(
         "--duration", type=positive_duration, metavar="S", help="stop after S (e.g. 10m)"
+    )
+    worker.add_argument(
+        "--health-file",
+        metavar="PATH",
+        type=health_file,
+        help="touch PATH on every heartbeat (every third of the lease), for liveness probes",
     )
     worker.add_argument(
         "--log-level",
@@ -388,6 +412,48 @@ def _add_operations(commands: Any) -> None:
     _common_options(purge, top=False)
 
 
+def _add_monitoring(commands: Any) -> None:
+    workers = commands.add_parser(
+        "workers",
+        help="list the registered worker pools",
+        description="List the worker pools registered in the store, on any machine: alive "
+        "(a heartbeat within their lease) first, then lost ones (removed after ten leases).",
+    )
+    _common_options(workers, top=False)
+
+    stats = commands.add_parser(
+        "stats",
+        help="print the monitoring numbers",
+        description="Print the numbers of the dashboard and of its /metrics: tasks per queue "
+        "and status, how long each queue's oldest due task has waited, the tasks finished "
+        "in the last hour, the workers alive and lost, the next schedule fires.",
+    )
+    _common_options(stats, top=False)
+
+    web = commands.add_parser(
+        "web",
+        help="serve the web dashboard",
+        description="Serve the web dashboard (needs the web extra: pip install "
+        "'omniq[web]') until Ctrl-C. Any address but the loopback needs a token: --token, "
+        "or better OMNIQ_WEB_TOKEN (a command line is visible to other users in ps).",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    web.add_argument("--port", type=port, default=8080, metavar="N", help="TCP port (default 8080)")
+    web.add_argument(
+        "--token", metavar="TOKEN", help="require this token (default: OMNIQ_WEB_TOKEN)"
+    )
+    web.add_argument("--read-only", action="store_true", help="show, but allow no action")
+    web.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        type=str.upper,
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="the server's log level (default INFO: one line per request)",
+    )
+    _common_options(web, top=False)
+
+
 def build_parser() -> Parser:
     """The ``omniq`` parser with all its subcommands."""
     parser = Parser(
@@ -403,6 +469,7 @@ def build_parser() -> Parser:
     _add_enqueue(commands)
     _add_inspection(commands)
     _add_operations(commands)
+    _add_monitoring(commands)
     return parser
 
 

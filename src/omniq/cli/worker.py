@@ -69,7 +69,10 @@ def setup_logging(level: str | None, under_bar: bool) -> None:
 
 
 def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progress | None) -> int:
-    with OmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
+    with (
+        OmniQ(settings) as omniq,
+        omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool,
+    ):
         finish = watch_in_thread(lambda: pool.processed, progress) if progress else None
         try:
             return pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -83,7 +86,10 @@ def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progr
 async def _serve_async(
     settings: Settings, args: argparse.Namespace, progress: Progress | None
 ) -> int:
-    async with AsyncOmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
+    async with (
+        AsyncOmniQ(settings) as omniq,
+        omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool,
+    ):
         reporter = watch_in_loop(lambda: pool.processed, progress) if progress else None
         try:
             return await pool.process_tasks(limit=args.limit, duration=args.duration)
