@@ -80,6 +80,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncLeaseRecovery": "LeaseRecovery",
     "AsyncPruner": "Pruner",
     "AsyncWorkerRegistry": "WorkerRegistry",
+    "AsyncScheduler": "Scheduler",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",
@@ -87,6 +88,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncCancelled": "Cancelled",
     "acancel": "cancel",
     "ainstall_signal_handlers": "install_signal_handlers",
+    "acall_hook": "call_hook",
     "AsyncQueue": "Queue",
     "AsyncTaskGroup": "TaskGroup",
     "AsyncHandle": "Handle",

@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from omniq.records import STATUSES, StateRecord
-from omniq.schedules import Schedule, next_fire
 
 WORKER_KIND = "worker"
 """The kind of the state records of worker pools."""
-SCHEDULE_KIND = "schedule"
-"""The kind of the state records of schedules (data: ``Schedule.to_dict()``, mark: last fire)."""
 PRUNE_AFTER_LEASES = 10
 """A lost pool's record is deleted once its heartbeat is this many leases old."""
 THROUGHPUT_MINUTES = 60
@@ -192,7 +189,12 @@ def workers_from_states(records: Sequence[StateRecord], now: float) -> list[Work
 
 @dataclass(frozen=True)
 class ScheduleInfo(_Record):
-    """A stored schedule: when it fired last and fires next (``problem``: unreadable)."""
+    """A stored schedule: when it fired last and fires next (``problem``: unreadable).
+
+    ``last_fire`` is its last fire time (for a schedule that never fired: when it
+    was created); ``next_fire`` is the first fire after that, so one in the past is
+    overdue: no worker pool has fired it.
+    """
 
     name: str
     func_path: str | None
@@ -201,26 +203,6 @@ class ScheduleInfo(_Record):
     last_fire: dt.datetime | None
     next_fire: dt.datetime | None
     problem: str | None = None
-
-
-def schedule_from_state(record: StateRecord, now: float) -> ScheduleInfo:
-    """What a schedule record says; an unreadable one is kept, with its ``problem``."""
-    try:
-        last = None if record.mark is None else _utc(record.mark)
-    except (ValueError, OverflowError, OSError):
-        last = None
-    try:
-        schedule = Schedule.from_dict(json.loads(record.data))
-    except (ValueError, TypeError, KeyError) as error:
-        return ScheduleInfo(record.name, None, None, None, last, None, f"unreadable: {error}")
-    return ScheduleInfo(
-        name=schedule.name,
-        func_path=schedule.func_path,
-        spec=schedule.spec,
-        queue=schedule.queue,
-        last_fire=last,
-        next_fire=next_fire(schedule, _utc(now)),
-    )
 
 
 # ---------------------------------------------------------------------- metrics
@@ -305,10 +287,11 @@ def build_metrics(
     finished: Sequence[tuple[int, str, str, int]],
     earliest: Mapping[str, float],
     workers: Sequence[StateRecord],
-    schedules: Sequence[StateRecord],
+    schedules: Sequence[ScheduleInfo],
 ) -> Metrics:
     """The snapshot from a store's answers: ``finished`` as :meth:`count_finished` gives
-    it from :func:`throughput_since`, ``earliest`` as ``earliest_pending`` does."""
+    it from :func:`throughput_since`, ``earliest`` as ``earliest_pending`` does,
+    ``workers`` the registry's records."""
     since = throughput_since(now)
     completed = [0] * THROUGHPUT_MINUTES
     failed = [0] * THROUGHPUT_MINUTES
@@ -354,7 +337,7 @@ def build_metrics(
         workers=tuple(workers_from_states(workers, now)),
         schedules=tuple(
             sorted(
-                (schedule_from_state(record, now) for record in schedules),
+                schedules,
                 key=lambda info: (info.next_fire is None, info.next_fire or _utc(0), info.name),
             )
         ),

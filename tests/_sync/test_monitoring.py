@@ -14,8 +14,7 @@ import time
 import pytest
 
 from omniq import OmniQ, TaskStatus
-from omniq.monitoring import SCHEDULE_KIND, THROUGHPUT_MINUTES
-from omniq.schedules import Schedule
+from omniq.monitoring import THROUGHPUT_MINUTES
 
 
 def utcnow() -> dt.datetime:
@@ -79,18 +78,16 @@ def test_throughput_has_sixty_minutes_with_this_one_last(omniq: OmniQ, out: str)
 
 
 def test_metrics_show_workers_and_schedules(omniq: OmniQ) -> None:
-    schedule = Schedule("nightly", "task_functions.add", cron="0 3 * * *", args=(1, 2))
-    storage = omniq.queue.storage
-    now = time.time()
-    storage.put_state(SCHEDULE_KIND, "nightly", json.dumps(schedule.to_dict()), now)
-    storage.put_state(SCHEDULE_KIND, "broken", "{", now)
-    with omniq.worker_pool(name="watched"):
+    omniq.schedule("nightly", "task_functions.add", cron="0 3 * * *", args=[1, 2])
+    omniq.queue.storage.put_state("schedule", "broken", "{", time.time())
+    with omniq.worker_pool(name="watched", schedules=False):
         metrics = omniq.metrics()
     assert [worker.name for worker in metrics.workers] == ["watched"]
     assert (metrics.workers_alive, metrics.workers_lost) == (1, 0)
     nightly, broken = metrics.schedules
     assert nightly.name == "nightly" and nightly.func_path == "task_functions.add"
-    assert nightly.spec == "cron 0 3 * * * (UTC)" and nightly.last_fire is None
+    assert nightly.spec == "cron 0 3 * * * (UTC)"
+    assert nightly.last_fire is not None and nightly.last_fire <= utcnow()  # its creation
     assert nightly.next_fire is not None and nightly.next_fire.hour == 3
     assert utcnow() < nightly.next_fire <= utcnow() + dt.timedelta(days=1)
     assert broken.name == "broken" and broken.problem and broken.next_fire is None

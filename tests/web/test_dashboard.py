@@ -9,8 +9,6 @@ also save screenshots for the docs (``docs/dashboard-overview.png``,
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,6 @@ import httpx
 from conftest import BACKEND
 
 from omniq import OmniQ, TaskStatus
-from omniq.monitoring import SCHEDULE_KIND
-from omniq.schedules import Schedule
 from omniq.web.security import CSRF_COOKIE
 
 from .conftest import DOCS, TOKEN, WAIT, Server, add_history, fill_every_state
@@ -57,12 +53,9 @@ def test_the_overview_counts_every_queue_and_status(
     server = serve()
     fill_every_state(server.settings, out)
     completed_before, failed_before = add_history(server.settings)
-    nightly = Schedule("nightly-report", "task_functions.add", cron="0 3 * * *", args=(1, 2))
     with OmniQ(server.settings) as omniq:
-        omniq.queue.storage.put_state(
-            SCHEDULE_KIND, nightly.name, json.dumps(nightly.to_dict()), time.time()
-        )
-        with omniq.worker_pool(name="mailer", queues=["emails"], concurrency=8):
+        omniq.schedule("nightly-report", "task_functions.add", cron="0 3 * * *", args=[1, 2])
+        with omniq.worker_pool(name="mailer", queues=["emails"], concurrency=8, schedules=False):
             page.goto(server.url + "/")
     assert page.title() == "Overview · omniq"
     expect(page.locator("#workers tbody tr")).to_contain_text("mailer")
