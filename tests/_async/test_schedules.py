@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import itertools
 import signal
 import time
 from collections import Counter
@@ -81,7 +82,7 @@ async def test_an_every_second_schedule_fires_while_a_pool_runs(
     times = await fired(omniq, "tick")
     assert 2 <= len(times) <= 4, times
     assert len(set(times)) == len(times)  # each fire time once
-    steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(times)}
     assert steps <= {1.0}, times  # whole seconds, none skipped while the pool ran
     assert all(t.microsecond == 0 for t in times)
     assert (await omniq.stats())["completed"] >= 1
@@ -196,5 +197,5 @@ async def test_three_worker_processes_fire_each_second_exactly_once(
     counts = Counter(times)
     assert counts and max(counts.values()) == 1  # no fire time enqueued twice
     assert len(times) >= 7, times  # ten seconds, minus start-up
-    steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(times)}
     assert steps == {1.0}, times  # and none missed while they ran
