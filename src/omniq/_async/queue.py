@@ -222,8 +222,15 @@ class AsyncTaskQueue:
         records = self.records_for(items)
         return await self._store(records) if records else []
 
-    def records_for(self, items: Iterable[Mapping[str, Any]]) -> list[TaskRecord]:
-        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet."""
+    def records_for(
+        self, items: Iterable[Mapping[str, Any]], *, check_paths: bool = True
+    ) -> list[TaskRecord]:
+        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet.
+
+        ``check_paths=False`` skips the producer's allow-list check of string paths
+        (a schedule's fire: a path that vanished must fail its task in the worker,
+        visibly, instead of stopping the schedule).
+        """
         records: list[TaskRecord] = []
         for position, item in enumerate(items):
             unknown = set(item) - _ENQUEUE_OPTIONS
@@ -244,6 +251,7 @@ class AsyncTaskQueue:
                     item.get("queue"),
                     item.get("priority"),
                     item.get("unique_key"),
+                    check_paths,
                 )
             )
         return records
@@ -260,6 +268,7 @@ class AsyncTaskQueue:
         queue: str | None,
         priority: int | None,
         unique_key: str | None,
+        check_paths: bool = True,
     ) -> TaskRecord:
         """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
@@ -284,7 +293,7 @@ class AsyncTaskQueue:
         step = normalize_interval(interval)
         moment = normalize_eta(eta)
         payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
-        if isinstance(target, str):  # last: it may import the function
+        if check_paths and isinstance(target, str):  # last: it may import the function
             self.allow.check_enqueue(func_path)
         self.allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         now = time.time()
