@@ -143,9 +143,8 @@ def test_a_form_that_is_not_urlencoded_is_refused(tmp_path: Path) -> None:
 
 
 def test_create_app_checks_what_it_is_given(tmp_path: Path) -> None:
-    with OmniQ(Settings(base_dir=tmp_path)) as blocking:
-        with pytest.raises(TypeError, match="AsyncOmniQ"):
-            create_app(blocking)  # type: ignore[arg-type]
+    with OmniQ(Settings(base_dir=tmp_path)) as blocking, pytest.raises(TypeError, match="Async"):
+        create_app(blocking)  # type: ignore[arg-type]
     omniq = AsyncOmniQ(Settings(base_dir=tmp_path))
     with pytest.raises(ValueError, match="at least 16 characters") as refused:
         create_app(omniq, token="too-short")
