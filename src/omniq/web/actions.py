@@ -47,9 +47,14 @@ def local_path(text: str, default: str = "/") -> str:
 
 
 def _back(
-    request: Request, form: dict[str, list[str]], done: str, count: int | None = None
+    board: Dashboard,
+    request: Request,
+    form: dict[str, list[str]],
+    done: str,
+    count: int | None = None,
 ) -> Response:
     """The 303 to the page the form came from, with the notice ``done``."""
+    board.changed()  # the next overview shows the change
     target = local_path(_field(form, "back"))
     query = f"done={done}" + ("" if count is None else f"&n={count}")
     joiner = "&" if "?" in target else "?"
@@ -94,7 +99,7 @@ async def retry(board: Dashboard, request: Request) -> Response:
         done = await board.omniq.retry(task_id)
     except (TypeError, ValueError) as error:
         return board.message(request, 400, "Bad task id", str(error))
-    return _back(request, form, "retried" if done else "not-retried")
+    return _back(board, request, form, "retried" if done else "not-retried")
 
 
 async def cancel(board: Dashboard, request: Request) -> Response:
@@ -107,7 +112,7 @@ async def cancel(board: Dashboard, request: Request) -> Response:
         done = await board.omniq.cancel(task_id)
     except (TypeError, ValueError) as error:
         return board.message(request, 400, "Bad task id", str(error))
-    return _back(request, form, "cancelled" if done else "not-cancelled")
+    return _back(board, request, form, "cancelled" if done else "not-cancelled")
 
 
 async def retry_failed(board: Dashboard, request: Request) -> Response:
@@ -120,7 +125,7 @@ async def retry_failed(board: Dashboard, request: Request) -> Response:
         count = await board.omniq.retry_failed(queue=queue)
     except (TypeError, ValueError) as error:
         return board.message(request, 400, "Bad queue", str(error))
-    return _back(request, form, "retried-failed", count)
+    return _back(board, request, form, "retried-failed", count)
 
 
 async def purge(board: Dashboard, request: Request) -> Response:
@@ -139,7 +144,7 @@ async def purge(board: Dashboard, request: Request) -> Response:
     except ValueError as error:
         return board.message(request, 400, "Bad age", str(error))
     count = await board.omniq.purge(older_than, statuses=statuses)
-    return _back(request, form, "purged", count)
+    return _back(board, request, form, "purged", count)
 
 
 async def login(board: Dashboard, request: Request) -> Response:

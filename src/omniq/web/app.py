@@ -9,8 +9,10 @@ read-only switch and the templates (Jinja2, autoescaped). The pages
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -24,10 +26,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from omniq._async.core import AsyncOmniQ
+from omniq.monitoring import Metrics
 from omniq.web import format as fmt
 from omniq.web.security import Guard, Scope, check_token, csrf_token
 
 MAX_FORM_BYTES = 64 * 1024
+METRICS_TTL = 2.0  # seconds one snapshot serves every tab and scrape (actions renew it)
 Handler = Callable[["Dashboard", Request], Awaitable[Response]]
 
 
@@ -54,6 +58,8 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._snapshot: tuple[float, Metrics] | None = None
+        self._snapshot_lock: asyncio.Lock | None = None
         self.templates.filters.update(
             utc=fmt.utc,
             iso=fmt.iso,
@@ -61,6 +67,26 @@ class Dashboard:
             pretty=fmt.pretty,
             short_id=fmt.short_id,
         )
+
+    async def metrics(self) -> Metrics:
+        """The store's snapshot, taken at most every :data:`METRICS_TTL` seconds.
+
+        Many open tabs refreshing themselves and a Prometheus scraping share one
+        snapshot, and only one is taken at a time: on a big store each costs a scan.
+        """
+        if self._snapshot_lock is None:  # made here, in the server's event loop
+            self._snapshot_lock = asyncio.Lock()
+        async with self._snapshot_lock:
+            cached = self._snapshot
+            if cached is not None and time.monotonic() - cached[0] < METRICS_TTL:
+                return cached[1]
+            snapshot = await self.omniq.metrics()
+            self._snapshot = (time.monotonic(), snapshot)
+            return snapshot
+
+    def changed(self) -> None:
+        """Forget the snapshot: an action changed the store."""
+        self._snapshot = None
 
     def render(
         self, request: Request | Scope, template: str, status: int = 200, **context: Any

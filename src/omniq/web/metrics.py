@@ -150,7 +150,7 @@ async def metrics_endpoint(board: Dashboard, request: Request) -> Response:
     """``GET /metrics``: the snapshot in the Prometheus text format (503 when the store fails)."""
     del request
     try:
-        snapshot = await board.omniq.metrics()
+        snapshot = await board.metrics()
     except Exception as error:
         log_store_error("metrics", error)
         return PlainTextResponse(render_down(), status_code=503, media_type=CONTENT_TYPE)

@@ -27,7 +27,7 @@ MAX_OFFSET = 1_000_000
 
 async def overview(board: Dashboard, request: Request) -> Response:
     """Counts per queue and status, throughput, waits, workers and schedules."""
-    metrics = await board.omniq.metrics()
+    metrics = await board.metrics()
     chart = [
         {"t": fmt.iso(minute.minute), "completed": minute.completed, "failed": minute.failed}
         for minute in metrics.throughput
