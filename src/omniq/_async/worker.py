@@ -56,6 +56,7 @@ from omniq._validation import (
 )
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
+from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
 from omniq.models import ErrorType, Task, TaskError
 from omniq.records import Outcome
@@ -208,7 +209,13 @@ class AsyncWorkerPool:
             return
         # Created here rather than in __init__, so it belongs to the running loop.
         self._wake = AsyncEvent()
-        await self.queue.open()
+        try:
+            await self.queue.open()
+        except StorageError as error:
+            # Not fatal: a store that cannot be opened now (a read-only or full disk, a
+            # server down) is opened by the next call; the pool retries with back-off
+            # and serves as soon as it is back.
+            self._store_report.failed(error, self._store_backoff.failed())
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
         for hook in self.hooks.of("worker_start"):
