@@ -6,9 +6,10 @@ Health and metrics when the store fails, mounting under a prefix, the guards' ru
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -45,25 +46,37 @@ class BrokenStorage(AsyncMemoryStorage):
         raise StorageError("the server closed the connection")
 
 
-def client(omniq: AsyncOmniQ, **options: object) -> TestClient:
-    return TestClient(create_app(omniq, **options))  # type: ignore[arg-type]
+@contextlib.contextmanager
+def client(omniq: AsyncOmniQ, mount: str = "", **options: object) -> Iterator[TestClient]:
+    """A test client of the dashboard (mounted at ``mount``) that closes ``omniq`` after."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: object) -> AsyncIterator[None]:
+        yield
+        await omniq.close()  # in the loop that opened it
+
+    dashboard = create_app(omniq, **options)  # type: ignore[arg-type]
+    app = Starlette(routes=[Mount(mount, app=dashboard)]) if mount else dashboard
+    app.router.lifespan_context = lifespan
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 def test_health_and_metrics_when_the_store_answers(tmp_path: Path) -> None:
-    web = client(AsyncOmniQ(Settings(base_dir=tmp_path)))
-    health = web.get("/healthz")
+    with client(AsyncOmniQ(Settings(base_dir=tmp_path))) as web:
+        health = web.get("/healthz")
+        metrics = web.get("/metrics")
     assert health.status_code == 200 and health.json() == {"status": "ok", "store": "reachable"}
-    metrics = web.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "omniq_store_up 1" in metrics.text
 
 
 def test_health_and_metrics_when_the_store_fails() -> None:
-    web = client(AsyncOmniQ(storage=BrokenStorage()))
-    health = web.get("/healthz")
+    with client(AsyncOmniQ(storage=BrokenStorage())) as web:
+        health = web.get("/healthz")
+        metrics = web.get("/metrics")
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
-    metrics = web.get("/metrics")
     assert metrics.status_code == 503 and "omniq_store_up 0" in metrics.text
 
 
@@ -71,8 +84,11 @@ def test_mounted_under_a_prefix_every_link_and_cookie_stays_below_it(tmp_path: P
     settings = Settings(base_dir=tmp_path)
     with OmniQ(settings) as omniq:
         task_id = omniq.enqueue("examples.tasks.add", args=[1, 2])
-    outer = Starlette(routes=[Mount("/ops/queue", app=create_app(AsyncOmniQ(settings)))])
-    web = TestClient(outer)
+    with client(AsyncOmniQ(settings), mount="/ops/queue") as web:
+        mounted(web, task_id)
+
+
+def mounted(web: TestClient, task_id: str) -> None:
     overview = web.get("/ops/queue/")
     assert overview.status_code == 200
     assert 'href="/ops/queue/static/omniq.css"' in overview.text
@@ -92,7 +108,8 @@ def test_mounted_under_a_prefix_every_link_and_cookie_stays_below_it(tmp_path: P
 
 
 def test_every_response_carries_the_security_headers(tmp_path: Path) -> None:
-    response = client(AsyncOmniQ(Settings(base_dir=tmp_path))).get("/")
+    with client(AsyncOmniQ(Settings(base_dir=tmp_path))) as web:
+        response = web.get("/")
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert response.headers["x-frame-options"] == "DENY"
@@ -105,41 +122,41 @@ def test_a_back_address_elsewhere_is_not_followed(tmp_path: Path) -> None:
     settings = Settings(base_dir=tmp_path)
     with OmniQ(settings) as omniq:
         task_id = omniq.enqueue("examples.tasks.add", args=[1, 2])
-    web = client(AsyncOmniQ(settings))
-    web.get("/")
-    response = web.post(
-        f"/tasks/{task_id}/cancel",
-        data={"csrf": web.cookies["omniq_csrf"], "confirmed": "1", "back": "//evil.example/x"},
-        follow_redirects=False,
-    )
+    with client(AsyncOmniQ(settings)) as web:
+        web.get("/")
+        response = web.post(
+            f"/tasks/{task_id}/cancel",
+            data={"csrf": web.cookies["omniq_csrf"], "confirmed": "1", "back": "//evil.example/x"},
+            follow_redirects=False,
+        )
     assert response.headers["location"] == "/?done=cancelled"
 
 
 def test_bad_filters_and_unknown_tasks(tmp_path: Path) -> None:
-    web = client(AsyncOmniQ(Settings(base_dir=tmp_path)))
-    assert web.get("/tasks?status=nonsense").status_code == 400
-    assert web.get("/tasks?queue=has spaces").status_code == 400
-    assert web.get("/tasks?limit=abc&offset=-5").status_code == 200  # defaults instead
-    missing = web.get("/tasks/no-such-task")
-    assert missing.status_code == 404 and "There is no task no-such-task." in missing.text
-    assert web.get("/tasks/" + "x" * 300).status_code == 400
+    with client(AsyncOmniQ(Settings(base_dir=tmp_path))) as web:
+        assert web.get("/tasks?status=nonsense").status_code == 400
+        assert web.get("/tasks?queue=has spaces").status_code == 400
+        assert web.get("/tasks?limit=abc&offset=-5").status_code == 200  # defaults instead
+        missing = web.get("/tasks/no-such-task")
+        assert missing.status_code == 404 and "There is no task no-such-task." in missing.text
+        assert web.get("/tasks/" + "x" * 300).status_code == 400
 
 
 def test_purge_needs_a_duration_and_a_final_status(tmp_path: Path) -> None:
-    web = client(AsyncOmniQ(Settings(base_dir=tmp_path)))
-    web.get("/")
-    form = {"csrf": web.cookies["omniq_csrf"], "confirmed": "1"}
-    assert web.post("/actions/purge", data={**form, "older_than": "5x"}).status_code == 400
-    no_status = web.post("/actions/purge", data={**form, "older_than": "1d"})
-    assert no_status.status_code == 400
-    pending = {**form, "older_than": "1d", "status": "pending"}
-    assert web.post("/actions/purge", data=pending).status_code == 400
+    with client(AsyncOmniQ(Settings(base_dir=tmp_path))) as web:
+        web.get("/")
+        form = {"csrf": web.cookies["omniq_csrf"], "confirmed": "1"}
+        assert web.post("/actions/purge", data={**form, "older_than": "5x"}).status_code == 400
+        no_status = web.post("/actions/purge", data={**form, "older_than": "1d"})
+        assert no_status.status_code == 400
+        pending = {**form, "older_than": "1d", "status": "pending"}
+        assert web.post("/actions/purge", data=pending).status_code == 400
 
 
 def test_a_form_that_is_not_urlencoded_is_refused(tmp_path: Path) -> None:
-    web = client(AsyncOmniQ(Settings(base_dir=tmp_path)))
-    response = web.post("/actions/retry-failed", json={"csrf": "x"})
-    assert response.status_code == 415
+    with client(AsyncOmniQ(Settings(base_dir=tmp_path))) as web:
+        response = web.post("/actions/retry-failed", json={"csrf": "x"})
+        assert response.status_code == 415
 
 
 def test_create_app_checks_what_it_is_given(tmp_path: Path) -> None:

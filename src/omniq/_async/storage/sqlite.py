@@ -447,8 +447,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """The earliest pending eta per queue: the first entry of each level of the due index."""
         if not queues:
             return {}
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked("read") as conn:
             levels = await self._levels(conn, queues)
         earliest: dict[str, float] = {}
         for queue, _, eta in levels:

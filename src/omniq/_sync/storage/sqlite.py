@@ -448,8 +448,7 @@ class SQLiteStorage(BaseStorage):
         """The earliest pending eta per queue: the first entry of each level of the due index."""
         if not queues:
             return {}
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked("read") as conn:
             levels = self._levels(conn, queues)
         earliest: dict[str, float] = {}
         for queue, _, eta in levels:
