@@ -13,7 +13,9 @@ import time
 import pytest
 
 from omniq import AsyncOmniQ, TaskStatus
+from omniq._async.storage.base import AsyncBaseStorage
 from omniq.monitoring import THROUGHPUT_MINUTES
+from omniq.records import TaskFilter
 
 
 def utcnow() -> dt.datetime:
@@ -184,3 +186,28 @@ async def test_retry_failed_skips_a_task_whose_unique_key_is_taken(
     assert await omniq.retry_failed() == 0  # returns: the failed one cannot take the key
     task = await omniq.get_task(failed)
     assert task is not None and task.status == TaskStatus.FAILED
+
+
+async def test_the_contract_defaults_agree_with_the_store(omniq: AsyncOmniQ, out: str) -> None:
+    """The defaults of the optional monitoring reads (what a store without its own
+    queries answers, through list_tasks and next_eta) give the store's own answers."""
+    await fill(omniq, out)
+    for value in range(7):
+        await omniq.enqueue("task_functions.echo", args=[value], queue="emails")
+    storage = omniq.queue.storage
+    base = AsyncBaseStorage
+    for query in (
+        TaskFilter(func_contains="echo"),
+        TaskFilter(func_contains="add", status="pending"),
+        TaskFilter(queue="emails", id_contains="-"),
+    ):
+        for limit, offset in ((3, 0), (3, 3), (100, 0)):
+            own = [record.id for record in await storage.find_tasks(query, limit, offset)]
+            default = [record.id for record in await base.find_tasks(storage, query, limit, offset)]
+            assert sorted(own) == sorted(default) and len(own) == len(default), query
+    since = time.time() - 3600
+    own_rows = sorted(await storage.count_finished(since, 60.0))
+    assert own_rows == sorted(await base.count_finished(storage, since, 60.0))
+    assert sum(row[3] for row in own_rows) == 3  # completed, failed, cancelled
+    queues = ["default", "emails", "later", "empty"]
+    assert await storage.earliest_pending(queues) == await base.earliest_pending(storage, queues)

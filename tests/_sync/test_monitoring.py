@@ -14,7 +14,9 @@ import time
 import pytest
 
 from omniq import OmniQ, TaskStatus
+from omniq._sync.storage.base import BaseStorage
 from omniq.monitoring import THROUGHPUT_MINUTES
+from omniq.records import TaskFilter
 
 
 def utcnow() -> dt.datetime:
@@ -185,3 +187,28 @@ def test_retry_failed_skips_a_task_whose_unique_key_is_taken(
     assert omniq.retry_failed() == 0  # returns: the failed one cannot take the key
     task = omniq.get_task(failed)
     assert task is not None and task.status == TaskStatus.FAILED
+
+
+def test_the_contract_defaults_agree_with_the_store(omniq: OmniQ, out: str) -> None:
+    """The defaults of the optional monitoring reads (what a store without its own
+    queries answers, through list_tasks and next_eta) give the store's own answers."""
+    fill(omniq, out)
+    for value in range(7):
+        omniq.enqueue("task_functions.echo", args=[value], queue="emails")
+    storage = omniq.queue.storage
+    base = BaseStorage
+    for query in (
+        TaskFilter(func_contains="echo"),
+        TaskFilter(func_contains="add", status="pending"),
+        TaskFilter(queue="emails", id_contains="-"),
+    ):
+        for limit, offset in ((3, 0), (3, 3), (100, 0)):
+            own = [record.id for record in storage.find_tasks(query, limit, offset)]
+            default = [record.id for record in base.find_tasks(storage, query, limit, offset)]
+            assert sorted(own) == sorted(default) and len(own) == len(default), query
+    since = time.time() - 3600
+    own_rows = sorted(storage.count_finished(since, 60.0))
+    assert own_rows == sorted(base.count_finished(storage, since, 60.0))
+    assert sum(row[3] for row in own_rows) == 3  # completed, failed, cancelled
+    queues = ["default", "emails", "later", "empty"]
+    assert storage.earliest_pending(queues) == base.earliest_pending(storage, queues)
