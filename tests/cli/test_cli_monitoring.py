@@ -161,3 +161,20 @@ def test_import_of_the_dashboard_without_the_extra_names_it() -> None:
         timeout=60,
     )
     assert plain.returncode == 0, plain.stderr
+
+
+def test_list_searches_and_retry_all_failed_of_one_queue(cli: Cli) -> None:
+    mail = cli.enqueue(
+        "task_functions.fail_always", "--args", '["x"]', "--max-retries", "1", "--queue", "emails"
+    )
+    other = cli.enqueue("task_functions.fail_always", "--args", '["x"]', "--max-retries", "1")
+    plain = cli.enqueue("task_functions.add", "--args", "[1, 2]")
+    assert cli.run("worker", "--limit", "3").returncode == 0
+    found = cli.json("list", "--function", "fail_")
+    assert sorted(task["id"] for task in found) == sorted([mail, other])
+    assert [task["id"] for task in cli.json("list", "--id", plain[-12:])] == [plain]
+    assert "matching the search" in cli.run("list", "--function", "nothing_like_it").stderr
+    assert cli.json("retry", "--all-failed", "--queue", "emails") == {"retried": 1}
+    assert cli.task(mail)["status"] == "pending" and cli.task(other)["status"] == "failed"
+    expect_usage_error(cli.run("retry", other, "--queue", "emails"), "--queue", "--all-failed")
+    expect_usage_error(cli.run("list", "--function", ""), "--function")

@@ -20,6 +20,7 @@ from omniq._validation import (
     check_task_id,
     normalize_priority,
     normalize_queue,
+    normalize_search,
     normalize_unique_key,
 )
 from omniq.cli import schedules
@@ -147,6 +148,15 @@ def positive_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"expected a duration above zero, got {text!r}")
     return seconds
+
+
+@_checked
+def search_text(text: str) -> str:
+    """A piece of text to look for: 1 to 255 characters."""
+    found = normalize_search("the text", text)
+    if found is None:
+        raise ValueError("expected some text to look for")
+    return found
 
 
 @_checked
@@ -368,6 +378,10 @@ def _add_inspection(commands: Any) -> None:
     )
     listing.add_argument("--offset", type=count, default=0, metavar="N", help="skip N first")
     listing.add_argument("--queue", type=queue_name, metavar="NAME", help="only this queue")
+    listing.add_argument(
+        "--function", type=search_text, metavar="TEXT", help="only functions whose path holds TEXT"
+    )
+    listing.add_argument("--id", type=search_text, metavar="TEXT", help="only ids holding TEXT")
     _common_options(listing, top=False)
 
     show = commands.add_parser(
@@ -391,6 +405,9 @@ def _add_operations(commands: Any) -> None:
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("task_id", metavar="ID", nargs="?", type=task_id)
     target.add_argument("--all-failed", action="store_true", help="every failed task")
+    retry.add_argument(
+        "--queue", type=queue_name, metavar="NAME", help="with --all-failed: only this queue"
+    )
     _common_options(retry, top=False)
 
     cancel = commands.add_parser(
