@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import omniq
-from benchmarks import huey_workloads, report, rss, workloads
+from benchmarks import huey_workloads, report, rss, schema, workloads
 from benchmarks.common import (
     DEFAULT_POSTGRES_DSN,
     METRICS,
@@ -78,6 +78,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--docs", type=Path, default=Path("docs/performance.md"))
     parser.add_argument("--store-dir", type=Path, help="where scratch stores go (default: /tmp)")
+    parser.add_argument(
+        "--schema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure schema v2: SQLite pages per commit, claims over a priority "
+        "backlog (benchmarks/schema.py; default: yes)",
+    )
     parser.add_argument(
         "--postgres-dsn",
         default=os.environ.get("OMNIQ_BENCH_POSTGRES_DSN", DEFAULT_POSTGRES_DSN),
@@ -404,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     for note in document["notes"]:
         print(f"note: {note}")
+    if args.schema:
+        # PostgreSQL's claim plan is measured by benchmarks/postgres.py (its own schema).
+        kinds = [name for name in ("sqlite", "memory", "file") if name in args.backends]
+        document["schema"] = schema.run(kinds, None)
+        print()
+        print(schema.describe(document["schema"]))
     report.write_json(document, args.json)
     print(f"\nJSON: {args.json}")
     if args.chart is not None:

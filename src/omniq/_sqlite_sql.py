@@ -69,7 +69,26 @@ _INDEXES = (
     "WHERE unique_key IS NOT NULL AND status IN ('pending', 'running')",
 )
 
-CREATE = (_TABLE_DEFINITION, *_INDEXES, f"PRAGMA user_version = {SCHEMA_VERSION}")
+STATE_TABLE = "omniq_state"
+# Named records beside the tasks: schedules (their mark is the last fire time) and the
+# worker registry. Few rows, each written now and then.
+_STATE_DEFINITION = f"""
+    CREATE TABLE {STATE_TABLE} (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        mark REAL,
+        PRIMARY KEY (kind, name)
+    ) WITHOUT ROWID
+"""
+
+CREATE = (
+    _TABLE_DEFINITION,
+    *_INDEXES,
+    _STATE_DEFINITION,
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
 
 # Version 1 (omniq 0.1.0): a rowid table with an AUTOINCREMENT seq. Rebuilt as v2 in
 # one transaction; every task is kept, in its state, with queue 'default' and
@@ -86,6 +105,7 @@ MIGRATE_FROM_V1 = (
     f"DROP TABLE {TABLE}",
     f"ALTER TABLE {TABLE}_v2 RENAME TO {TABLE}",
     *_INDEXES,
+    _STATE_DEFINITION,
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 V1_TABLE_COLUMNS = frozenset(("seq", *_V1_COLUMNS.split(", ")))
@@ -252,3 +272,16 @@ def list_of(status: bool, queue: bool) -> str:
     return (
         f"SELECT {COLUMNS} FROM {TABLE} {where} ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
     )
+
+
+STATE_COLUMNS = "kind, name, data, updated_at, mark"
+PUT_STATE = (
+    f"INSERT INTO {STATE_TABLE} (kind, name, data, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+)
+GET_STATE = f"SELECT {STATE_COLUMNS} FROM {STATE_TABLE} WHERE kind = ? AND name = ?"
+LIST_STATE = f"SELECT {STATE_COLUMNS} FROM {STATE_TABLE} WHERE kind = ? ORDER BY name"
+DELETE_STATE = f"DELETE FROM {STATE_TABLE} WHERE kind = ? AND name = ?"
+ADVANCE_STATE = (
+    f"UPDATE {STATE_TABLE} SET mark = ? WHERE kind = ? AND name = ? AND (mark IS NULL OR mark < ?)"
+)

@@ -39,6 +39,7 @@ from typing import TypeAlias
 from omniq import logging as omniq_logging
 from omniq._fs import DIR_MODE, FILE_MODE, ensure_private_dir
 from omniq._wakeup_sender import ANY, DONE, DUE, NAME, Sender, SocketPaths, remove_if_stale
+from omniq.exceptions import StorageError
 from omniq.models import TaskStatus
 from omniq.records import Transition
 
@@ -160,7 +161,7 @@ class WakeupChannel:
                 return False
             try:
                 self._start_listener(topic, idle_since=None)
-            except OSError as error:
+            except (OSError, StorageError) as error:  # StorageError: _fs refused the directory
                 self._retry_bind_at = time.monotonic() + _RETRY_BIND
                 omniq_logging.get_logger().debug(
                     f"no cross-process wake-ups in {self.directory} ({error}): polling instead"
@@ -243,7 +244,7 @@ class WakeupChannel:
                 return False
             try:
                 self._start_listener(listener.topic, idle_since=idle)
-            except OSError:
+            except (OSError, StorageError):
                 return False  # keep the old one: polling covers the gap
             listener.sock.close()
             return True

@@ -366,6 +366,22 @@ def readable_task(record: TaskRecord, serializer: Serializer) -> Task:
     return dataclasses.replace(task, error=explained)
 
 
+@dataclass
+class StateRecord:
+    """A small named record a store keeps beside its tasks: a schedule, a worker's entry.
+
+    ``kind`` groups them (``"schedule"``, ``"worker"``); ``data`` is JSON text the
+    store never reads; ``mark`` is a number that only moves forward (a schedule's
+    last fire time), advanced atomically with the tasks it stands for.
+    """
+
+    kind: str
+    name: str
+    data: str
+    updated_at: float
+    mark: float | None = None
+
+
 @dataclass(frozen=True)
 class Transition:
     """How a storage moves a RUNNING task on: the outcome of one attempt.

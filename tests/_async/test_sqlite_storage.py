@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from omniq import AsyncOmniQ, Settings, StorageError, TaskStatus
-from omniq._async.storage import sqlite as sqlite_module
+from omniq import _sqlite_sql as sql
 from omniq._concurrency import ajoin, asleep, aspawn
 from omniq.storage.sqlite import AsyncSQLiteStorage
 
@@ -96,19 +99,28 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await AsyncSQLiteStorage(path).open()
 
 
-async def test_the_claim_reads_the_partial_index(tmp_path: Path) -> None:
+async def test_the_claim_seeks_the_due_index_and_never_scans(tmp_path: Path) -> None:
     storage = AsyncSQLiteStorage(tmp_path / "db")
     await storage.open()
     await storage.close()
     conn = sqlite3.connect(storage.path)
-    parameters = ("token", 1.0, 0.0, 0.0, 0.0, 4)
-    plan = " ".join(
-        str(row[3])
-        for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_module._CLAIM}", parameters)
-    )
+
+    def plan(statement: str, parameters: tuple[object, ...]) -> str:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+        return " | ".join(str(row[3]) for row in rows)
+
+    levels = plan(sql.ALL_LEVELS, ())
+    named = plan(sql.levels_of(2), ("a", "b"))
+    one = plan(sql.claim_of(1), ("token", 1.0, 0.0, 0.0, "w", "default", 0, 0.0, 4))
+    three = plan(sql.claim_of(3), ("t", 1.0, 0.0, 0.0, "w", *(("q", 0, 0.0, 4) * 3), 4))
     conn.close()
-    assert "USING INDEX omniq_tasks_due" in plan
-    assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+    for text in (levels, named, one, three):
+        assert "USING INDEX omniq_tasks_due" in text, text
+        # Seeks, and ordered walks of the due index that stop at their LIMIT: never a
+        # walk of the table, nor of another index.
+        assert not re.search(r"SCAN omniq_tasks(?! USING INDEX omniq_tasks_due)", text), text
+    assert "(queue=? AND priority=? AND eta<?)" in one
+    assert "TEMP B-TREE" not in one  # one level: the index gives the order
 
 
 async def test_wal_and_full_synchronous_by_default(tmp_path: Path) -> None:
@@ -138,3 +150,46 @@ async def test_idle_claims_take_no_write_lock(tmp_path: Path) -> None:
     claimed = await storage.claim(9e9, 9e9 + 1, 4)  # another connection committed: noticed
     assert [record.id for record in claimed] == [task_id]
     await storage.close()
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+
+
+async def test_a_v1_store_is_migrated_in_place_and_keeps_every_task(tmp_path: Path) -> None:
+    # tests/fixtures/v1/sqlite/omniq.db was written by omniq 0.1.0 (schema v1).
+    manifest = json.loads((FIXTURES / "manifest.json").read_text())["sqlite"]
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    shutil.copy(FIXTURES / "sqlite" / "omniq.db", store / "omniq.db")
+    (store / "omniq.db").chmod(0o600)
+    async with AsyncOmniQ(Settings(backend="sqlite", base_dir=store)) as omniq:
+        assert await omniq.get_result(manifest["completed"]) == 42
+        failed = await omniq.get_task(manifest["failed"])
+        assert failed is not None and failed["status"] == TaskStatus.FAILED
+        assert failed["error"] is not None and failed["error"].message == "this task always fails"
+        cancelled = await omniq.get_task(manifest["cancelled"])
+        assert cancelled is not None and cancelled["status"] == TaskStatus.CANCELLED
+        later = await omniq.get_task(manifest["later"])
+        assert later is not None and later["queue"] == "default" and later["priority"] == 0
+        async with omniq.worker_pool(retention=None) as workers:
+            assert await workers.process_tasks(limit=10) == 3  # the three due v1 tasks
+        results = [await omniq.get_result(task_id) for task_id in manifest["pending"]]
+        assert results == [100, 101, 102]
+        stats = await omniq.stats()
+        assert (stats["pending"], stats["completed"], stats["total"]) == (1, 4, 7)
+        await omniq.enqueue("task_functions.add", args=[1, 1], queue="new", priority=3)
+    conn = sqlite3.connect(store / "omniq.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+
+
+async def test_a_foreign_table_is_refused_not_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE omniq_tasks (id TEXT, something_else TEXT)")
+    conn.close()
+    with pytest.raises(StorageError, match="omniq did not create"):
+        await AsyncSQLiteStorage(path).open()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0  # left as it was
+    conn.close()

@@ -125,7 +125,7 @@ def test_enqueue_run_and_inspect(cli: Cli) -> None:
 
     listed = cli.ok("list")
     assert task_id in listed and later in listed
-    assert listed.splitlines()[0].split()[:3] == ["ID", "STATUS", "FUNCTION"]
+    assert listed.splitlines()[0].split()[:4] == ["ID", "STATUS", "QUEUE", "FUNCTION"]
 
     worker = cli.run("worker", "--limit", "5")
     assert worker.returncode == 0, worker.stderr
@@ -222,6 +222,35 @@ def test_enqueue_options_reach_the_task(cli: Cli) -> None:
     assert task["timeout"] == 90.0
     shown = cli.ok("show", task_id)
     assert "1h30m" in shown and "1m30s" in shown
+
+
+def test_queues_priorities_and_unique_keys(cli: Cli) -> None:
+    report = cli.enqueue(
+        "task_functions.add",
+        "--args",
+        "[1, 2]",
+        "--queue",
+        "reports",
+        "--priority",
+        "10",
+        "--unique-key",
+        "report:42",
+    )
+    again = cli.enqueue("task_functions.add", "--args", "[9, 9]", "--unique-key", "report:42")
+    assert again == report  # the key is held: nothing new, the holder's id
+    other = cli.enqueue("task_functions.add", "--args", "[3, 4]", "--priority", "-5")
+    task = cli.task(report)
+    assert (task["queue"], task["priority"], task["unique_key"]) == ("reports", 10, "report:42")
+    assert "reports" in cli.ok("list", "--queue", "reports")
+    assert other not in cli.ok("list", "--queue", "reports")
+    status = cli.ok("status")
+    assert "QUEUE" in status and "reports" in status and "default" in status
+    assert cli.json("status")["queues"]["reports"]["pending"] == 1
+    assert cli.json("worker", "--queue", "default", "--limit", "5") == {"processed": 1}
+    assert cli.task(report)["status"] == "pending"  # not served
+    assert cli.json("worker", "--queue", "reports", "--limit", "5") == {"processed": 1}
+    shown = cli.ok("show", report)
+    assert "reports" in shown and "report:42" in shown and "attempt 1" in shown
 
 
 def test_json_output_of_enqueue(cli: Cli) -> None:
@@ -461,6 +490,12 @@ BAD_INPUT = {
     "bad duration": (["worker", "--duration", "1y"], "invalid duration"),
     "async and threads": (["worker", "--async", "--threads"], "not allowed"),
     "memory backend": (["--backend", "memory", "status"], "invalid choice"),
+    "bad queue name": (["enqueue", "task_functions.add", "--queue", "no spaces"], "'no spaces'"),
+    "priority out of range": (["enqueue", "task_functions.add", "--priority", "101"], "101"),
+    "priority not a number": (["enqueue", "task_functions.add", "--priority", "hi"], "'hi'"),
+    "empty unique key": (["enqueue", "task_functions.add", "--unique-key", ""], "''"),
+    "worker bad queue": (["worker", "--queue", "a/b"], "'a/b'"),
+    "list bad queue": (["list", "--queue", "a b"], "'a b'"),
 }
 
 

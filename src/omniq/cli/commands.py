@@ -10,7 +10,7 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 
-from omniq import OmniQ, Task
+from omniq import OmniQ, Task, TaskStatus
 from omniq.cli import output
 from omniq.cli.errors import EXIT_OK, CommandFailed, UsageError
 from omniq.cli.store import settings_from_args
@@ -42,6 +42,9 @@ def enqueue(args: argparse.Namespace) -> int:
                 interval=args.interval,
                 max_retries=args.max_retries,
                 timeout=args.timeout,
+                queue=args.queue,
+                priority=args.priority,
+                unique_key=args.unique_key,
             )
         except (TypeError, ValueError) as error:  # a bad function path or argument
             raise UsageError(f"cannot enqueue: {error}") from None
@@ -59,8 +62,21 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(stats)
         return EXIT_OK
-    rows = [[name, str(value)] for name, value in stats.items() if name != "next_eta"]
+    rows = [
+        [name, str(value)] for name, value in stats.items() if name not in ("next_eta", "queues")
+    ]
     output.table(["status", "tasks"], rows)
+    per_queue = stats.get("queues") or {}
+    if per_queue:
+        statuses = [status.value for status in TaskStatus]
+        print()
+        output.table(
+            ["queue", *statuses, "total"],
+            [
+                [name, *(str(counts[status]) for status in statuses), str(sum(counts.values()))]
+                for name, counts in per_queue.items()
+            ],
+        )
     next_eta = stats.get("next_eta")
     if next_eta is None:
         print("next due: -")
@@ -72,12 +88,15 @@ def status(args: argparse.Namespace) -> int:
 def list_tasks(args: argparse.Namespace) -> int:
     """Tasks, most recently changed first."""
     with _open(args) as omniq:
-        tasks = omniq.list_tasks(args.status, limit=args.limit, offset=args.offset)
+        tasks = omniq.list_tasks(
+            args.status, limit=args.limit, offset=args.offset, queue=args.queue
+        )
     if args.json:
         output.print_json(tasks)
     elif not tasks:
         which = f"{args.status} " if args.status else ""
-        output.message(f"no {which}tasks")
+        where = f" in queue {args.queue!r}" if args.queue else ""
+        output.message(f"no {which}tasks{where}")
     else:
         output.table(output.TASK_HEADERS, output.task_rows(tasks))
     return EXIT_OK

@@ -107,6 +107,7 @@ def task_rows(tasks: Sequence[Task]) -> list[list[str]]:
             [
                 task.id,
                 task.status.value,
+                task.queue,
                 shorten(task.func_path, _CELL_WIDTH["function"]),
                 attempts(task),
                 local_time(task.updated_at),
@@ -116,7 +117,7 @@ def task_rows(tasks: Sequence[Task]) -> list[list[str]]:
     return rows
 
 
-TASK_HEADERS = ("id", "status", "function", "attempts", "updated", "error")
+TASK_HEADERS = ("id", "status", "queue", "function", "attempts", "updated", "error")
 
 
 def _value(value: Any) -> str:
@@ -129,6 +130,8 @@ def describe(task: Task) -> list[tuple[str, str]]:
         ("id", task.id),
         ("function", task.func_path),
         ("status", task.status.value),
+        ("queue", task.queue),
+        ("priority", str(task.priority)),
         ("args", _value(list(task.args))),
         ("kwargs", _value(task.kwargs)),
         (
@@ -147,6 +150,10 @@ def describe(task: Task) -> list[tuple[str, str]]:
         ("updated", local_time(task.updated_at)),
         ("result", _value(task.result) if task.status.value == "completed" else EMPTY),
     ]
+    if task.unique_key is not None:
+        fields.append(("unique key", task.unique_key))
+    if task.worker is not None:
+        fields.append(("worker", task.worker))
     if task.parent_id:
         fields.append(("parent", task.parent_id))
     if task.correlation_id and task.correlation_id != task.id:
@@ -162,6 +169,20 @@ def describe(task: Task) -> list[tuple[str, str]]:
         elif task.status.value == "failed":
             detail.append("budget spent" if error.is_retryable else "not retryable")
         fields.append(("", ", ".join(detail)))
+    for entry in task.attempts_history:
+        took = (
+            ""
+            if entry.started_at is None
+            else f" in {format_duration((entry.finished_at - entry.started_at).total_seconds())}"
+        )
+        why = f": {entry.error.message}" if entry.error is not None else ""
+        fields.append(
+            (
+                f"attempt {entry.attempt}",
+                f"{entry.outcome} {local_time(entry.finished_at)}{took} "
+                f"on {entry.worker or EMPTY}{why}",
+            )
+        )
     return fields
 
 

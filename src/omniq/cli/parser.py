@@ -15,7 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from omniq import __version__, limits
-from omniq._validation import check_task_id
+from omniq._validation import (
+    check_task_id,
+    normalize_priority,
+    normalize_queue,
+    normalize_unique_key,
+)
 from omniq.cli.errors import UsageError
 from omniq.durations import parse_duration
 from omniq.models import TaskStatus
@@ -94,6 +99,30 @@ def retries(text: str) -> int:
 def task_id(text: str) -> str:
     """A task id: not empty, no NUL, valid text (not undecodable bytes), 255 characters at most."""
     return check_task_id(text)
+
+
+@_checked
+def queue_name(text: str) -> str:
+    """A queue name: letters, digits and ``_.:-``, 64 characters at most."""
+    return normalize_queue(text)
+
+
+@_checked
+def priority(text: str) -> int:
+    """A priority: a whole number from -100 to 100 (higher runs first)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number from -100 to 100, got {text!r}") from None
+    return normalize_priority(value)
+
+
+@_checked
+def unique_key(text: str) -> str:
+    """A unique key: 1 to 200 characters."""
+    key = normalize_unique_key(text)
+    assert key is not None
+    return key
 
 
 @_checked
@@ -201,6 +230,14 @@ def _add_worker(commands: Any) -> None:
     worker.add_argument(
         "--concurrency", type=positive_int, metavar="N", help="tasks at once (default 4)"
     )
+    worker.add_argument(
+        "--queue",
+        dest="queues",
+        metavar="NAME",
+        type=queue_name,
+        action="append",
+        help="serve this queue (repeatable; default: every queue)",
+    )
     mode = worker.add_mutually_exclusive_group()
     mode.add_argument(
         "--async",
@@ -260,14 +297,31 @@ def _add_enqueue(commands: Any) -> None:
     enqueue.add_argument(
         "--timeout", type=positive_duration, metavar="S", help="time limit per execution"
     )
+    enqueue.add_argument(
+        "--queue", type=queue_name, default="default", metavar="NAME", help="(default 'default')"
+    )
+    enqueue.add_argument(
+        "--priority",
+        type=priority,
+        default=0,
+        metavar="N",
+        help="-100 to 100, higher runs first (default 0)",
+    )
+    enqueue.add_argument(
+        "--unique-key",
+        type=unique_key,
+        metavar="KEY",
+        help="store nothing while a task with KEY is pending or running (prints its id)",
+    )
     _common_options(enqueue, top=False)
 
 
 def _add_inspection(commands: Any) -> None:
     status = commands.add_parser(
         "status",
-        help="count tasks per status",
-        description="Count tasks per status and show when the next pending task is due.",
+        help="count tasks per status (and per queue)",
+        description="Count tasks per status, in all and per queue, and show when the next "
+        "pending task is due.",
     )
     _common_options(status, top=False)
 
@@ -281,6 +335,7 @@ def _add_inspection(commands: Any) -> None:
         "--limit", type=positive_int, default=50, metavar="N", help="at most N (default 50)"
     )
     listing.add_argument("--offset", type=count, default=0, metavar="N", help="skip N first")
+    listing.add_argument("--queue", type=queue_name, metavar="NAME", help="only this queue")
     _common_options(listing, top=False)
 
     show = commands.add_parser(

@@ -69,7 +69,7 @@ def setup_logging(level: str | None, under_bar: bool) -> None:
 
 
 def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progress | None) -> int:
-    with OmniQ(settings) as omniq, omniq.worker_pool() as pool:
+    with OmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
         finish = watch_in_thread(lambda: pool.processed, progress) if progress else None
         try:
             return pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -83,7 +83,7 @@ def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progr
 async def _serve_async(
     settings: Settings, args: argparse.Namespace, progress: Progress | None
 ) -> int:
-    async with AsyncOmniQ(settings) as omniq, omniq.worker_pool() as pool:
+    async with AsyncOmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
         reporter = watch_in_loop(lambda: pool.processed, progress) if progress else None
         try:
             return await pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -109,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         until = f"for {args.duration:g}s"
     else:
         until = "until Ctrl-C or SIGTERM"
+    served = ", ".join(args.queues) if args.queues else "every queue"
     output.message(
-        f"omniq worker: {settings.concurrency} {kind} on {describe_store(settings)}, {until}"
+        f"omniq worker: {settings.concurrency} {kind} on {describe_store(settings)} "
+        f"serving {served}, {until}"
     )
     if args.use_async:
         processed = asyncio.run(_serve_async(settings, args, progress))

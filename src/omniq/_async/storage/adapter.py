@@ -15,7 +15,7 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import arun_blocking
 from omniq._wakeup import FinishedCallback
 from omniq.blocking_storage import BlockingStorage, is_blocking_storage
-from omniq.records import TaskRecord, Transition
+from omniq.records import StateRecord, TaskRecord, Transition
 
 
 class AsyncStorageAdapter(AsyncBaseStorage):
@@ -136,6 +136,28 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """See :meth:`AsyncBaseStorage.cancel`."""
         return await arun_blocking(self.inner.cancel, task_id, now)
 
+
+    async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """See :meth:`AsyncBaseStorage.put_state`."""
+        await arun_blocking(self.inner.put_state, kind, name, data, now)
+
+    async def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """See :meth:`AsyncBaseStorage.get_state`."""
+        return await arun_blocking(self.inner.get_state, kind, name)
+
+    async def list_state(self, kind: str) -> list[StateRecord]:
+        """See :meth:`AsyncBaseStorage.list_state`."""
+        return await arun_blocking(self.inner.list_state, kind)
+
+    async def delete_state(self, kind: str, name: str) -> bool:
+        """See :meth:`AsyncBaseStorage.delete_state`."""
+        return await arun_blocking(self.inner.delete_state, kind, name)
+
+    async def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """See :meth:`AsyncBaseStorage.advance_state`."""
+        return await arun_blocking(self.inner.advance_state, kind, name, mark, records)
 
 def as_storage(storage: AsyncBaseStorage | BlockingStorage) -> AsyncBaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""

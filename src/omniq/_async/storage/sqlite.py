@@ -26,7 +26,14 @@ from omniq._concurrency import AsyncLock, arun_blocking
 from omniq._fs import ensure_private_file
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
-from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
+from omniq.records import (
+    FINAL_STATUSES,
+    RECORD_FIELDS,
+    STATUSES,
+    StateRecord,
+    TaskRecord,
+    Transition,
+)
 
 DB_FILENAME = "omniq.db"
 _QueuesKey = tuple[str, ...] | None
@@ -235,35 +242,40 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         the unique index refuses it, the holder's id is read in the same
         transaction (under the write lock, so no race can slip in between).
         """
-        inserts = [_insert(record) for record in records]
         if len(records) == 1 and records[0].unique_key is None:
-            await self._write(*inserts[0])
+            await self._write(*_insert(records[0]))
             self._wakeup.notify_due()
             return [records[0].id]
-        ids = [record.id for record in records]
         async with self._transaction() as conn:
-            position = 0
-            while position < len(records):
-                statement, values = inserts[position]
-                key = records[position].unique_key
-                if key is not None:
-                    cursor = await conn.execute(statement, values)
-                    if cursor.rowcount != 1:
-                        ids[position] = await self._holder(conn, key)
-                    await cursor.close()
-                    position += 1
-                    continue
-                run = position + 1
-                while (
-                    run < len(records)
-                    and inserts[run][0] == statement
-                    and records[run].unique_key is None
-                ):
-                    run += 1
-                await conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
-                position = run
+            ids = await self._add_in(conn, records)
         if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
             self._wakeup.notify_due()
+        return ids
+
+    async def _add_in(self, conn: aiosqlite.Connection, records: Sequence[TaskRecord]) -> list[str]:
+        """The inserts of :meth:`add`, in the caller's transaction."""
+        inserts = [_insert(record) for record in records]
+        ids = [record.id for record in records]
+        position = 0
+        while position < len(records):
+            statement, values = inserts[position]
+            key = records[position].unique_key
+            if key is not None:
+                cursor = await conn.execute(statement, values)
+                if cursor.rowcount != 1:
+                    ids[position] = await self._holder(conn, key)
+                await cursor.close()
+                position += 1
+                continue
+            run = position + 1
+            while (
+                run < len(records)
+                and inserts[run][0] == statement
+                and records[run].unique_key is None
+            ):
+                run += 1
+            await conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
+            position = run
         return ids
 
     async def _holder(self, conn: aiosqlite.Connection, unique_key: str) -> str:
@@ -492,12 +504,47 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         return int(cursor.rowcount)
 
     async def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
+        return [TaskRecord(*row) for row in await self._rows(statement, params)]
+
+    async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept)."""
+        await self._write(sql.PUT_STATE, (kind, name, data, now))
+
+    async def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        rows = await self._rows(sql.GET_STATE, (kind, name))
+        return StateRecord(*rows[0]) if rows else None
+
+    async def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        return [StateRecord(*row) for row in await self._rows(sql.LIST_STATE, (kind,))]
+
+    async def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        cursor = await self._write(sql.DELETE_STATE, (kind, name))
+        return cursor.rowcount == 1
+
+    async def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records in one transaction (under the write lock)."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(sql.ADVANCE_STATE, (mark, kind, name, mark))
+            advanced = cursor.rowcount == 1
+            await cursor.close()
+            if advanced:
+                await self._add_in(conn, records)
+        if advanced and records:
+            self._wakeup.notify_due()
+        return advanced
+
+    async def _rows(self, statement: str, params: Sequence[object]) -> list[Any]:
         conn = await self._connection()
         async with self._lock:
             cursor = await conn.execute(statement, params)
             rows = await cursor.fetchall()
             await cursor.close()
-        return [TaskRecord(*row) for row in rows]
+        return list(rows)
 
 
 def _key(queues: Sequence[str] | None) -> _QueuesKey:

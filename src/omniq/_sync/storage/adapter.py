@@ -16,7 +16,7 @@ from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import run_blocking
 from omniq._wakeup import FinishedCallback
 from omniq.blocking_storage import BlockingStorage, is_blocking_storage
-from omniq.records import TaskRecord, Transition
+from omniq.records import StateRecord, TaskRecord, Transition
 
 
 class StorageAdapter(BaseStorage):
@@ -137,6 +137,28 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.cancel`."""
         return run_blocking(self.inner.cancel, task_id, now)
 
+
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """See :meth:`AsyncBaseStorage.put_state`."""
+        run_blocking(self.inner.put_state, kind, name, data, now)
+
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """See :meth:`AsyncBaseStorage.get_state`."""
+        return run_blocking(self.inner.get_state, kind, name)
+
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """See :meth:`AsyncBaseStorage.list_state`."""
+        return run_blocking(self.inner.list_state, kind)
+
+    def delete_state(self, kind: str, name: str) -> bool:
+        """See :meth:`AsyncBaseStorage.delete_state`."""
+        return run_blocking(self.inner.delete_state, kind, name)
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """See :meth:`AsyncBaseStorage.advance_state`."""
+        return run_blocking(self.inner.advance_state, kind, name, mark, records)
 
 def as_storage(storage: BaseStorage | BlockingStorage) -> BaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from omniq._wakeup import FinishedCallback
-from omniq.records import STATUSES, TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
 
 
 class BaseStorage(ABC):
@@ -211,3 +211,34 @@ class BaseStorage(ABC):
     @abstractmethod
     def cancel(self, task_id: str, now: float) -> bool:
         """Mark a PENDING task CANCELLED; False if it is not pending (or unknown)."""
+
+    # ------------------------------------------------------------ named state records
+
+    @abstractmethod
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create the record ``(kind, name)`` or replace its ``data``; its mark is kept."""
+
+    @abstractmethod
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The record ``(kind, name)``, or ``None``."""
+
+    @abstractmethod
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+
+    @abstractmethod
+    def delete_state(self, kind: str, name: str) -> bool:
+        """Delete the record ``(kind, name)``; False if there was none."""
+
+    @abstractmethod
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the record's mark forward to ``mark`` and add ``records``, atomically.
+
+        Nothing changes (and False is returned) unless the record exists and its
+        mark is unset or below ``mark``: of any number of callers, in any threads,
+        processes or machines, advancing to one mark, exactly one stores the
+        records. This is how every worker may fire a schedule and each fire time is
+        enqueued once. The records follow :meth:`add`'s unique-key rule.
+        """

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import ThreadGuard
-from omniq.records import FINAL_STATUSES, STATUSES, TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, STATUSES, StateRecord, TaskRecord, Transition
 
 _ACTIVE = frozenset(("pending", "running"))
 _Level = tuple[str, int]  # (queue, priority)
@@ -32,6 +32,7 @@ class MemoryStorage(BaseStorage):
         self._tasks: dict[str, TaskRecord] = {}
         self._due: dict[_Level, list[tuple[float, int, str]]] = {}
         self._unique: dict[str, str] = {}  # unique_key -> id of the pending/running holder
+        self._state: dict[tuple[str, str], StateRecord] = {}
         self._seq = 0
         self._guard = ThreadGuard()
 
@@ -70,24 +71,27 @@ class MemoryStorage(BaseStorage):
     def add(self, records: Sequence[TaskRecord]) -> list[str]:
         """Store copies of new tasks; a record whose unique key is held is not stored."""
         with self._guard:
-            for record in records:
-                if record.id in self._tasks:
-                    raise ValueError(f"a task with id {record.id!r} already exists")
-            ids: list[str] = []
-            for record in records:
-                key = record.unique_key
-                holder = self._unique.get(key) if key is not None else None
-                if holder is not None:
-                    ids.append(holder)
-                    continue
-                stored = dataclasses.replace(record)
-                self._tasks[record.id] = stored
-                if key is not None and stored.status in _ACTIVE:
-                    self._unique[key] = record.id
-                if stored.status == "pending":
-                    self._push(stored)
-                ids.append(record.id)
-            return ids
+            return self._add(records)
+
+    def _add(self, records: Sequence[TaskRecord]) -> list[str]:
+        for record in records:
+            if record.id in self._tasks:
+                raise ValueError(f"a task with id {record.id!r} already exists")
+        ids: list[str] = []
+        for record in records:
+            key = record.unique_key
+            holder = self._unique.get(key) if key is not None else None
+            if holder is not None:
+                ids.append(holder)
+                continue
+            stored = dataclasses.replace(record)
+            self._tasks[record.id] = stored
+            if key is not None and stored.status in _ACTIVE:
+                self._unique[key] = record.id
+            if stored.status == "pending":
+                self._push(stored)
+            ids.append(record.id)
+        return ids
 
     def claim(
         self,
@@ -292,6 +296,42 @@ class MemoryStorage(BaseStorage):
             record.updated_at = now
             record.finished_at = now
             self._settle_key(record)
+            return True
+
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept)."""
+        with self._guard:
+            current = self._state.get((kind, name))
+            mark = None if current is None else current.mark
+            self._state[(kind, name)] = StateRecord(kind, name, data, now, mark)
+
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """A copy of the named record, or ``None``."""
+        with self._guard:
+            record = self._state.get((kind, name))
+            return None if record is None else dataclasses.replace(record)
+
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """Copies of every record of ``kind``, by name."""
+        with self._guard:
+            found = [dataclasses.replace(r) for (k, _), r in self._state.items() if k == kind]
+        return sorted(found, key=lambda record: record.name)
+
+    def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        with self._guard:
+            return self._state.pop((kind, name), None) is not None
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records, under one lock."""
+        with self._guard:
+            record = self._state.get((kind, name))
+            if record is None or (record.mark is not None and record.mark >= mark):
+                return False
+            self._add(records)
+            record.mark = mark
             return True
 
 

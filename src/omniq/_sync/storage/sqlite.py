@@ -27,7 +27,14 @@ from omniq._concurrency import Lock, run_blocking
 from omniq._fs import ensure_private_file
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
-from omniq.records import FINAL_STATUSES, RECORD_FIELDS, STATUSES, TaskRecord, Transition
+from omniq.records import (
+    FINAL_STATUSES,
+    RECORD_FIELDS,
+    STATUSES,
+    StateRecord,
+    TaskRecord,
+    Transition,
+)
 
 DB_FILENAME = "omniq.db"
 _QueuesKey = tuple[str, ...] | None
@@ -236,35 +243,40 @@ class SQLiteStorage(BaseStorage):
         the unique index refuses it, the holder's id is read in the same
         transaction (under the write lock, so no race can slip in between).
         """
-        inserts = [_insert(record) for record in records]
         if len(records) == 1 and records[0].unique_key is None:
-            self._write(*inserts[0])
+            self._write(*_insert(records[0]))
             self._wakeup.notify_due()
             return [records[0].id]
-        ids = [record.id for record in records]
         with self._transaction() as conn:
-            position = 0
-            while position < len(records):
-                statement, values = inserts[position]
-                key = records[position].unique_key
-                if key is not None:
-                    cursor = conn.execute(statement, values)
-                    if cursor.rowcount != 1:
-                        ids[position] = self._holder(conn, key)
-                    cursor.close()
-                    position += 1
-                    continue
-                run = position + 1
-                while (
-                    run < len(records)
-                    and inserts[run][0] == statement
-                    and records[run].unique_key is None
-                ):
-                    run += 1
-                conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
-                position = run
+            ids = self._add_in(conn, records)
         if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
             self._wakeup.notify_due()
+        return ids
+
+    def _add_in(self, conn: sqlite3.Connection, records: Sequence[TaskRecord]) -> list[str]:
+        """The inserts of :meth:`add`, in the caller's transaction."""
+        inserts = [_insert(record) for record in records]
+        ids = [record.id for record in records]
+        position = 0
+        while position < len(records):
+            statement, values = inserts[position]
+            key = records[position].unique_key
+            if key is not None:
+                cursor = conn.execute(statement, values)
+                if cursor.rowcount != 1:
+                    ids[position] = self._holder(conn, key)
+                cursor.close()
+                position += 1
+                continue
+            run = position + 1
+            while (
+                run < len(records)
+                and inserts[run][0] == statement
+                and records[run].unique_key is None
+            ):
+                run += 1
+            conn.executemany(statement, [inserts[k][1] for k in range(position, run)])
+            position = run
         return ids
 
     def _holder(self, conn: sqlite3.Connection, unique_key: str) -> str:
@@ -493,12 +505,47 @@ class SQLiteStorage(BaseStorage):
         return int(cursor.rowcount)
 
     def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
+        return [TaskRecord(*row) for row in self._rows(statement, params)]
+
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept)."""
+        self._write(sql.PUT_STATE, (kind, name, data, now))
+
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        rows = self._rows(sql.GET_STATE, (kind, name))
+        return StateRecord(*rows[0]) if rows else None
+
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        return [StateRecord(*row) for row in self._rows(sql.LIST_STATE, (kind,))]
+
+    def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        cursor = self._write(sql.DELETE_STATE, (kind, name))
+        return cursor.rowcount == 1
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records in one transaction (under the write lock)."""
+        with self._transaction() as conn:
+            cursor = conn.execute(sql.ADVANCE_STATE, (mark, kind, name, mark))
+            advanced = cursor.rowcount == 1
+            cursor.close()
+            if advanced:
+                self._add_in(conn, records)
+        if advanced and records:
+            self._wakeup.notify_due()
+        return advanced
+
+    def _rows(self, statement: str, params: Sequence[object]) -> list[Any]:
         conn = self._connection()
         with self._lock:
             cursor = conn.execute(statement, params)
             rows = cursor.fetchall()
             cursor.close()
-        return [TaskRecord(*row) for row in rows]
+        return list(rows)
 
 
 def _key(queues: Sequence[str] | None) -> _QueuesKey:
