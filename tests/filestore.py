@@ -47,12 +47,16 @@ def visible(directory: Path) -> list[str]:
 
 
 def hidden_files(root: Path) -> list[str]:
-    """Hidden files under ``root`` (temporaries, intent markers), the wake-up sockets aside."""
+    """Hidden files under ``root`` (temporaries, intent markers), not the ones that stay.
+
+    The wake-up sockets and the state records' lock files (``state/{kind}/.lock``)
+    are aside: they are no change in progress.
+    """
     return [
         os.path.join(folder, name)
         for folder, _, names in os.walk(root)
         for name in names
-        if name.startswith(".") and "wakeup" not in folder
+        if name.startswith(".") and "wakeup" not in folder and name != ".lock"
     ]
 
 

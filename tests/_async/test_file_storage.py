@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -162,6 +163,18 @@ async def test_file_names_sort_in_claim_order(root: Path) -> None:
     assert claimed == expected
 
 
+async def test_a_task_is_due_at_its_exact_eta_never_a_moment_before(root: Path) -> None:
+    # Names hold the eta in microseconds: within its microsecond the exact eta decides.
+    storage = AsyncFileStorage(root, durability="fast")
+    record = new_record(past(-60))
+    await storage.add([record])
+    just_before = math.nextafter(record.eta, 0.0)
+    assert await storage.claim(just_before, just_before + 30, 1) == []
+    assert pending_ids(root) == [record.id] and visible(root / "running" / "default") == []
+    (claimed,) = await storage.claim(record.eta, record.eta + 30, 1)
+    assert claimed.id == record.id and claimed.attempts == 1
+
+
 async def test_priority_then_eta_then_order_across_queues(root: Path) -> None:
     storage = AsyncFileStorage(root, durability="fast")
     now = dt.datetime.now(dt.timezone.utc)
@@ -308,6 +321,41 @@ async def test_a_change_committed_before_a_crash_is_rolled_forward(
     finally:
         await fresh.close()
         await queue.close()
+
+
+async def test_a_state_advance_cut_short_by_a_crash_is_all_or_nothing(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = AsyncFileStorage(root)
+    await storage.put_state("schedule", "nightly report", '{"every": 86400}', 1.0)
+    assert visible(root / "state" / "schedule") == ["nightly%20report.json"]
+    real_rename = os.rename
+
+    def dies_after_the_commit(src: Any, dst: Any) -> None:
+        if Path(src).name.endswith(".tmp"):
+            raise Crash()
+        real_rename(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "rename", dies_after_the_commit)
+        with pytest.raises(Crash):
+            await storage.advance_state("schedule", "nightly report", 10.0, [new_record()])
+    fresh = AsyncFileStorage(root)  # a restarted process: the commit is rolled forward
+    record = await fresh.get_state("schedule", "nightly report")
+    assert record is not None and record.mark == 10.0 and record.data == '{"every": 86400}'
+    assert len(pending_ids(root)) == 1 and hidden_files(root) == []
+    assert not await fresh.advance_state("schedule", "nightly report", 10.0, [new_record()])
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:  # dies before the commit: nothing changes
+        patch.setattr(os, "fsync", broken_fsync)
+        with pytest.raises(OSError):
+            await fresh.advance_state("schedule", "nightly report", 20.0, [new_record()])
+    record = await fresh.get_state("schedule", "nightly report")
+    assert record is not None and record.mark == 10.0
+    assert len(pending_ids(root)) == 1 and hidden_files(root) == []
 
 
 async def test_a_live_process_finishes_a_commit_it_finds(

@@ -24,7 +24,8 @@ from pathlib import Path
 from omniq._filestore import names
 from omniq._filestore.keys import Keys
 from omniq._filestore.names import CorruptFile
-from omniq._filestore.tree import Tree, entries, lock, unlink
+from omniq._filestore.state import States
+from omniq._filestore.tree import entries, lock, unlink
 from omniq._fs import FILE_MODE, O_CLOEXEC, O_NOFOLLOW, check_private_file, ensure_private_dir
 from omniq.exceptions import StorageError
 
@@ -32,7 +33,7 @@ LAYOUT_VERSION = 2
 DEFAULT_QUEUE = "default"  # omniq 0.1.0's only queue
 
 
-class Layout(Tree):
+class Layout(States):
     """Opening and tidying a store (mixed into :class:`~omniq._filestore.moves.Disk`)."""
 
     unique: Keys
@@ -47,7 +48,14 @@ class Layout(Tree):
                     f"{self.root} has file-store layout {version}, newer than this omniq "
                     f"understands ({LAYOUT_VERSION}): upgrade omniq"
                 )
-            directories = (self.pending, self.running, self.done, self.quarantine, self.keys)
+            directories = (
+                self.pending,
+                self.running,
+                self.done,
+                self.quarantine,
+                self.keys,
+                self.state,
+            )
             for directory in (*directories, *self.final.values()):
                 self._made.discard(directory)  # checked again at every open
                 self.ensure_dir(directory)
@@ -152,6 +160,7 @@ class Layout(Tree):
         for queue in self.queue_dirs(self.pending):
             self.sweep_dir(self.ensure_dir(self.pending_dir(queue)), names.PENDING)
         self.unique.sweep()
+        self.sweep_state()
 
     def sweep_dir(self, directory: Path, pattern: re.Pattern[str] | None) -> None:
         """Roll intents forward, drop old orphan temporaries, set garbage names aside.

@@ -27,7 +27,7 @@ from omniq._filestore.keys import Holder, KeyHandle, Keys
 from omniq._filestore.layout import Layout
 from omniq._filestore.names import CorruptFile
 from omniq._filestore.tree import INTENT_GRACE_NS, entries
-from omniq.records import TaskRecord
+from omniq.records import StateRecord, TaskRecord
 
 Make = Callable[[TaskRecord, "int | None"], list[tuple[TaskRecord, int]]]
 _UTIME_NOFOLLOW = os.utime in os.supports_follow_symlinks
@@ -114,6 +114,26 @@ class Disk(Layout, Inspect):
         and the files placed. The key files are taken first and stay locked until
         the tasks are published.
         """
+        return self._publish(items, "batch", None)
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, items: Sequence[tuple[TaskRecord, int]]
+    ) -> tuple[bool, list[str], list[Path]]:
+        """Move a state record's mark forward to ``mark`` and add ``items``, in one commit.
+
+        Under the kind's lock, so of several callers advancing to one mark exactly
+        one commits; nothing changes unless the record exists with its mark behind.
+        """
+        with self.state_lock(kind):
+            advanced = self.advanced(kind, name, mark)
+            if advanced is None:
+                return False, [], []
+            ids, placed = self._publish(items, "state", advanced)
+            return True, ids, placed
+
+    def _publish(
+        self, items: Sequence[tuple[TaskRecord, int]], tag: str, state: StateRecord | None
+    ) -> tuple[list[str], list[Path]]:
         ids: list[str] = []
         stored: list[tuple[TaskRecord, int]] = []
         handles: list[KeyHandle] = []
@@ -128,7 +148,9 @@ class Disk(Layout, Inspect):
                     handles.append(got)
                 ids.append(record.id)
                 stored.append((record, seq))
-            placed = self.commit(self.pending, None, "batch", stored) if stored else []
+            placed: list[Path] | None = []
+            if stored or state is not None:
+                placed = self.commit(self.pending, None, tag, stored, state)
             assert placed is not None
         except BaseException:
             for handle in handles:
@@ -143,11 +165,22 @@ class Disk(Layout, Inspect):
     # ---------------------------------------------------------------- claims
 
     def claim(
-        self, chosen: Sequence[tuple[str, str]], token: str, lease_until: float, worker: str | None
-    ) -> list[tuple[TaskRecord, Path]]:
-        """Rename each ``(queue, name)`` into running/; read only the files won."""
+        self,
+        chosen: Sequence[tuple[str, str]],
+        token: str,
+        now: float,
+        lease_until: float,
+        worker: str | None,
+    ) -> tuple[list[tuple[TaskRecord, Path]], list[tuple[str, str]]]:
+        """Rename each ``(queue, name)`` into running/; read only the files won.
+
+        Returns what was claimed, and the names put back: due in the microsecond of
+        ``now`` by their name, but, by their exact eta, a moment after ``now``.
+        """
         lease_ns = int(lease_until * 1_000_000_000)
+        sure = names.sure_key(now)
         claimed: list[tuple[TaskRecord, Path]] = []
+        returned: list[tuple[str, str]] = []
         touched: set[Path] = set()
         for queue, name in chosen:
             task_id = names.pending_id(name)
@@ -164,6 +197,10 @@ class Disk(Layout, Inspect):
             touched.update((src.parent, running))
             try:
                 record, _, info = names.load(dst, task_id)
+                if name[names.ETA_AT] > sure and not record.eta <= now:
+                    os.rename(dst, src)  # not due yet after all: back in its place
+                    returned.append((queue, name))
+                    continue
                 if info.st_mtime_ns != lease_ns:  # a losing claimant's utime came last
                     set_mtime(dst, lease_ns)
             except FileNotFoundError:
@@ -173,7 +210,7 @@ class Disk(Layout, Inspect):
                 continue
             claimed.append((names.as_running(record, token, lease_ns, worker), dst))
         self.sync_dirs(*touched)
-        return claimed
+        return claimed, returned
 
     # ---------------------------------------------------------------- attempts
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from omniq._fs import NotARegularFile, open_task_file_nofollow
-from omniq.records import FINAL_STATUSES, TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, StateRecord, TaskRecord, Transition
 
 WIDTH = 20  # digits of the eta and seq fields of a pending name
 _MAX_KEY = int("9" * WIDTH)
@@ -52,6 +53,7 @@ ID_AT = 4 + 2 * WIDTH + 2  # where the id starts in a pending name
 _NAME_MAX = 255  # bytes in one file name on every filesystem omniq supports
 _WORKER_SAFE = frozenset(string.ascii_letters + string.digits + "_.-")
 _ELLIPSIS = "%E2%80%A6"  # "…": ends a worker name cut to fit in a file name
+_COMPONENT_MAX = 200  # longer encoded names are hashed
 
 
 class CorruptFile(ValueError):
@@ -90,7 +92,16 @@ def pending_id(name: str) -> str:
 
 
 def due_key(now: float) -> str:
-    """The eta field of a task due at ``now``: names whose eta is not above it are due."""
+    """The eta field up to which a name may be due at ``now`` (its microsecond, rounded up).
+
+    A name's eta is rounded up, so a name at or below :func:`sure_key` is due; one
+    in the microsecond between the two is due only if its exact eta says so.
+    """
+    return f"{_key(now, math.ceil):0{WIDTH}d}"
+
+
+def sure_key(now: float) -> str:
+    """The eta field up to which every name is due at ``now``."""
     return f"{_key(now, math.floor):0{WIDTH}d}"
 
 
@@ -119,6 +130,12 @@ def valid_queue(queue: object) -> bool:
     return isinstance(queue, str) and QUEUE.fullmatch(queue) is not None
 
 
+def _percent(char: str) -> str:
+    if char in _WORKER_SAFE:
+        return char
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
 def running_name(task_id: str, token: str, worker: str | None) -> str:
     """The running file name; a worker name too long to fit is cut, ending in "…"."""
     base = f"{task_id}.{token}"
@@ -128,11 +145,7 @@ def running_name(task_id: str, token: str, worker: str | None) -> str:
     pieces: list[str] = []
     used = 0
     for char in worker:
-        piece = (
-            char
-            if char in _WORKER_SAFE
-            else "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-        )
+        piece = _percent(char)
         if used + len(piece) > budget:
             while pieces and used + len(_ELLIPSIS) > budget:
                 used -= len(pieces.pop())
@@ -141,6 +154,21 @@ def running_name(task_id: str, token: str, worker: str | None) -> str:
         pieces.append(piece)
         used += len(piece)
     return f"{base}~{''.join(pieces)}.json"
+
+
+def component(text: str) -> str:
+    """``text`` as one file name of its own: percent-encoded, or hashed when long.
+
+    Distinct texts give distinct names: ``%`` is encoded too, a leading dot (a
+    hidden name) becomes ``%2E``, the empty text is ``~`` and a hashed name is
+    ``~`` and 64 hex digits (no encoding yields a ``~``).
+    """
+    encoded = "".join(_percent(char) for char in text)
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded) > _COMPONENT_MAX:
+        return "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return encoded or "~"
 
 
 def worker_of(match: re.Match[str]) -> str | None:
@@ -206,6 +234,33 @@ def load(path: Path, task_id: str | None) -> tuple[TaskRecord, int | None, os.st
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError too
         raise CorruptFile(str(error) or type(error).__name__) from None
     return record, seq, info
+
+
+def encode_state(record: StateRecord) -> bytes:
+    data = dataclasses.asdict(record)
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def load_state(path: Path) -> StateRecord:
+    """Read a state record file; ``CorruptFile`` if it is not one."""
+    raw, _ = read_file(path)
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        record = StateRecord(**data)
+        if not (isinstance(record.kind, str) and isinstance(record.name, str)):
+            raise ValueError("its kind and name must be strings")
+        if not isinstance(record.data, str):
+            raise ValueError("its data must be a string")
+        for value in (record.updated_at, record.mark):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise ValueError(f"a time that is no number: {value!r}")
+    except (ValueError, TypeError, RecursionError) as error:
+        raise CorruptFile(str(error) or type(error).__name__) from None
+    return record
 
 
 def as_running(record: TaskRecord, token: str, mtime_ns: int, worker: str | None) -> TaskRecord:

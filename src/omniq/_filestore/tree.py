@@ -21,7 +21,7 @@ from omniq import logging as omniq_logging
 from omniq._filestore import names
 from omniq._filestore.names import CorruptFile
 from omniq._fs import FILE_MODE, O_CLOEXEC, O_NOFOLLOW, ensure_private_dir
-from omniq.records import TaskRecord
+from omniq.records import StateRecord, TaskRecord
 
 try:
     import fcntl
@@ -89,6 +89,7 @@ class Tree:
         self.final = {status: self.done / status for status in names.FINAL}
         self.quarantine = root / "quarantine"
         self.keys = root / "keys"
+        self.state = root / "state"
         self.version_file = root / "layout"
         self.lock_file = root / "lock"
         self._made: set[Path] = set()
@@ -110,6 +111,9 @@ class Tree:
 
     def final_dir(self, status: str, queue: str) -> Path:
         return self.final[status] / queue
+
+    def state_path(self, kind: str, name: str) -> Path:
+        return self.state / names.component(kind) / f"{names.component(name)}.json"
 
     def queue_dirs(self, parent: Path) -> list[str]:
         """The queue directories in ``parent`` (``pending/``, ``running/``, ``done/{status}/``).
@@ -201,21 +205,36 @@ class Tree:
     # ---------------------------------------------------------------- commits
 
     def commit(
-        self, directory: Path, src: Path | None, tag: str, items: Sequence[tuple[TaskRecord, int]]
+        self,
+        directory: Path,
+        src: Path | None,
+        tag: str,
+        items: Sequence[tuple[TaskRecord, int]],
+        state: StateRecord | None = None,
     ) -> list[Path] | None:
-        """Publish ``items``, removing ``src`` in the same step; None if ``src`` is gone."""
+        """Publish ``items``, removing ``src`` in the same step; None if ``src`` is gone.
+
+        With ``state`` (tag ``"state"``), that state record replaces its file in the
+        same commit: the tasks and the record's new mark are placed together.
+        """
         dests = [self.destination(record, seq) for record, seq in items]
-        for parent in {dest.parent for dest in dests}:
+        state_dest = None if state is None else self.state_path(state.kind, state.name)
+        for parent in {dest.parent for dest in dests} | (
+            {state_dest.parent} if state_dest else set()
+        ):
             self.ensure_dir(parent)
         nonce = secrets.token_hex(8)
         temps: list[Path] = []
         marker = directory / f"{names.INTENT}{nonce}~{tag}~{len(items)}"
+        state_temp = directory / f".{nonce}-state.tmp"
         committed = False
         try:
             for index, (record, seq) in enumerate(items):
                 temps.append(directory / f".{nonce}-{index}.tmp")
                 self.write_new(temps[-1], names.encode(record, seq), changed_at(record))
-            if src is None and len(dests) == 1:  # one new file: rename is the commit
+            if state is not None:
+                self.write_new(state_temp, names.encode_state(state))
+            if src is None and len(dests) == 1 and state is None:  # one new file: rename commits
                 os.rename(temps[0], dests[0])
                 committed = True
                 self.sync_dirs(dests[0].parent)
@@ -231,7 +250,7 @@ class Tree:
             committed = True
         finally:
             if not committed:
-                for temp in temps:
+                for temp in (*temps, state_temp):
                     with contextlib.suppress(OSError):  # keep the error that got us here
                         os.unlink(temp)
         self.sync_dirs(directory)
@@ -239,7 +258,12 @@ class Tree:
             # FileNotFoundError: a roll-forward by another process got there first.
             with contextlib.suppress(FileNotFoundError):
                 os.rename(temp, dest)
-        self.sync_dirs(*{dest.parent for dest in dests})
+        if state_dest is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(state_temp, state_dest)
+        self.sync_dirs(
+            *{dest.parent for dest in dests}, *([state_dest.parent] if state_dest else [])
+        )
         unlink(marker)
         return dests
 
@@ -251,7 +275,7 @@ class Tree:
         except FileNotFoundError:
             return []
         try:
-            _, nonce, _, count = marker.name.split("~")
+            _, nonce, tag, count = marker.name.split("~")
             total = int(count)
         except ValueError:
             self.set_aside(marker, "not an intent marker", corrupt=False)
@@ -274,8 +298,24 @@ class Tree:
                 continue
             placed.append(dest)
         self.sync_dirs(*{dest.parent for dest in placed})
+        if tag == "state":
+            self._place_state(marker.parent / f".{nonce}-state.tmp")
         unlink(marker)
         return placed
+
+    def _place_state(self, temp: Path) -> None:
+        """The state record of a committed ``advance_state``, put in place."""
+        try:
+            record = names.load_state(temp)
+            dest = self.state_path(record.kind, record.name)
+            self.ensure_dir(dest.parent)
+            os.replace(temp, dest)
+        except FileNotFoundError:
+            return
+        except CorruptFile as error:
+            self.set_aside(temp, f"unreadable committed state record: {error}")
+            return
+        self.sync_dirs(dest.parent)
 
     def roll_forward_all(self, directory: Path, found: Iterable[str], grace_ns: int) -> list[Path]:
         """Roll forward every intent marker among ``found`` (names in ``directory``)."""

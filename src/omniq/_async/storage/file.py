@@ -43,7 +43,7 @@ from omniq._filestore.index import REFRESH_NS, PendingIndex
 from omniq._filestore.moves import Disk
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
-from omniq.records import STATUSES, TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
 
 _ACTIVE = frozenset(("pending", "running"))
 _MAX_HELD = 100_000  # running files remembered by this process (beyond: looked up)
@@ -157,12 +157,26 @@ class AsyncFileStorage(AsyncBaseStorage):
         """
         if not records:
             return []
+        self._check(records)
+        await self._ready()
+        _, ids = await self._publish(records, None)
+        return ids
+
+    def _check(self, records: Sequence[TaskRecord]) -> None:
         for record in records:
             if not names.valid_id(record.id):
                 raise ValueError(f"task id {record.id!r} cannot be used as a file name")
             if not names.valid_queue(record.queue):
                 raise ValueError(f"queue {record.queue!r} cannot be used as a directory name")
-        await self._ready()
+
+    async def _publish(
+        self, records: Sequence[TaskRecord], advance: tuple[str, str, float] | None
+    ) -> tuple[bool, list[str]]:
+        """Add ``records`` (with ``advance``: as :meth:`advance_state` does); say who stands.
+
+        The first record with a unique key stands for the later ones of this call;
+        the disk settles the keys other tasks hold.
+        """
         first: dict[str, int] = {}  # unique key -> position of the record that stands for it
         chosen: list[int] = []
         for position, record in enumerate(records):
@@ -172,7 +186,13 @@ class AsyncFileStorage(AsyncBaseStorage):
                 if key is not None:
                     first[key] = position
         items = list(zip([records[p] for p in chosen], self._next_seqs(len(chosen)), strict=True))
-        stood, placed = await arun_blocking(self._disk.add, items)
+        if advance is None:
+            done = True
+            stood, placed = await arun_blocking(self._disk.add, items)
+        else:
+            done, stood, placed = await arun_blocking(self._disk.advance_state, *advance, items)
+            if not done:
+                return False, []
         ids = [record.id for record in records]
         for position, task_id in zip(chosen, stood, strict=True):
             ids[position] = task_id
@@ -183,7 +203,7 @@ class AsyncFileStorage(AsyncBaseStorage):
         self._note(placed)
         if placed:
             self._wakeup.notify_due()
-        return ids
+        return done, ids
 
     async def claim(
         self,
@@ -216,13 +236,19 @@ class AsyncFileStorage(AsyncBaseStorage):
                 lost_races = False
                 refreshes += 1
                 continue
-            won = await arun_blocking(self._disk.claim, chosen, token, lease_until, worker)
+            won, returned = await arun_blocking(
+                self._disk.claim, chosen, token, now, lease_until, worker
+            )
             with self._guard:
                 if len(self._held) > _MAX_HELD:
                     self._held.clear()  # attempts never reported here; found by name if needed
                 for record, path in won:
                     self._held[record.id, token] = path
+                for queue, name in returned:
+                    self._index.insert(queue, name)
             claimed.extend(record for record, _ in won)
+            if returned:
+                break  # taken again now, it would be put back again: the next claim has it
             lost_races = lost_races or len(won) < len(chosen)
         return claimed
 
@@ -402,3 +428,32 @@ class AsyncFileStorage(AsyncBaseStorage):
                 self._wakeup.notify_finished([task_id])
                 return True
         return False
+
+    async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept), in one rename."""
+        await self._ready()
+        await arun_blocking(self._disk.put_state, kind, name, data, now)
+
+    async def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        await self._ready()
+        return await arun_blocking(self._disk.get_state, kind, name)
+
+    async def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        await self._ready()
+        return await arun_blocking(self._disk.list_state, kind)
+
+    async def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        await self._ready()
+        return await arun_blocking(self._disk.delete_state, kind, name)
+
+    async def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records: one commit, under the kind's lock."""
+        self._check(records)
+        await self._ready()
+        advanced, _ = await self._publish(records, (kind, name, mark))
+        return advanced
