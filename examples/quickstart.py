@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so "examples.tasks" imports
 
+from examples.tasks import add, fetch_greeting  # declared with @task
 from omniq import AsyncOmniQ, OmniQ, Settings
 
 BASE_DIR = os.environ.get("OMNIQ_BASE_DIR", "./omniq_data")
@@ -20,8 +21,8 @@ BASE_DIR = os.environ.get("OMNIQ_BASE_DIR", "./omniq_data")
 
 async def async_quickstart(settings: Settings) -> None:
     async with AsyncOmniQ(settings) as omniq:
-        ids = [await omniq.enqueue("examples.tasks.add", args=[i, i]) for i in range(5)]
-        greeting = await omniq.enqueue("examples.tasks.fetch_greeting", args=["async world"])
+        ids = [await omniq.enqueue(add, args=[i, i]) for i in range(5)]
+        greeting = await fetch_greeting.using(omniq).enqueue("async world")
         async with omniq.worker_pool(concurrency=4) as workers:
             done = await workers.process_tasks(limit=10)
         print(f"AsyncOmniQ ran {done} tasks:", [await omniq.get_result(i) for i in ids])
@@ -30,8 +31,8 @@ async def async_quickstart(settings: Settings) -> None:
 
 def blocking_quickstart(settings: Settings) -> None:
     with OmniQ(settings) as omniq:
-        ids = [omniq.enqueue("examples.tasks.add", args=[i, 10]) for i in range(5)]
-        greeting = omniq.enqueue("examples.tasks.fetch_greeting", args=["blocking world"])
+        ids = [add.using(omniq).enqueue(i, 10) for i in range(5)]
+        greeting = omniq.enqueue(fetch_greeting, args=["blocking world"])
         with omniq.worker_pool(concurrency=4) as workers:
             done = workers.process_tasks(limit=10)
         print(f"OmniQ ran {done} tasks:", [omniq.get_result(i) for i in ids])

@@ -79,6 +79,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncLeaseKeeper": "LeaseKeeper",
     "AsyncLeaseRecovery": "LeaseRecovery",
     "AsyncPruner": "Pruner",
+    "AsyncScheduler": "Scheduler",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",
@@ -86,6 +87,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncCancelled": "Cancelled",
     "acancel": "cancel",
     "ainstall_signal_handlers": "install_signal_handlers",
+    "acall_hook": "call_hook",
     "AsyncQueue": "Queue",
     "AsyncTaskGroup": "TaskGroup",
     "AsyncHandle": "Handle",

@@ -72,7 +72,14 @@ def make_settings(base_dir: Path, **overrides: object) -> Settings:
     On PostgreSQL the store is a schema of its own for each ``base_dir`` (so two
     calls with one ``base_dir`` share a store, as they do on disk).
     """
-    options: dict[str, object] = {"backend": BACKEND, "base_dir": base_dir, "poll_interval": 0.05}
+    # The tests' task functions may run in any facade's pools (the allow-list); the
+    # allow-list tests build settings without this.
+    options: dict[str, object] = {
+        "backend": BACKEND,
+        "base_dir": base_dir,
+        "poll_interval": 0.05,
+        "task_modules": ("task_functions",),
+    }
     if BACKEND == "postgres":
         options["dsn"] = postgres_store(base_dir)
     options.update(overrides)

@@ -21,6 +21,8 @@ def environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["OMNIQ_BACKEND"] = settings.backend
     env["OMNIQ_BASE_DIR"] = str(settings.base_dir)
+    # The tests' task functions, enqueued by this process, may run in the worker's.
+    env["OMNIQ_TASK_MODULES"] = "task_functions"
     if settings.dsn:
         env["OMNIQ_DSN"] = settings.dsn
     return env

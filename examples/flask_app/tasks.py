@@ -1,14 +1,17 @@
-"""The Flask example's task functions, enqueued as ``examples.flask_app.tasks.<name>``.
+"""The Flask example's tasks, declared with ``@task``.
 
-The worker imports them by that path: start it from the repository root with
-``omniq worker --import examples.flask_app.tasks``.
+The worker imports this module and runs what it declares: start it from the
+repository root with ``omniq worker --import examples.flask_app.tasks``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from omniq import task
 
+
+@task(max_retries=2, timeout=30)
 def word_report(text: str, top: int = 3) -> dict[str, object]:
     """Count the words of ``text``: the slow job a web request should not wait for."""
     words = [word.strip(".,;:!?\"'()").lower() for word in text.split()]

@@ -23,9 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from examples.starlette_app.tasks import greet
 from omniq import AsyncOmniQ, Settings, TaskCancelled, TaskFailed, TaskNotFound
-
-GREET_TASK = "examples.starlette_app.tasks.greet"
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> Starlette:
@@ -54,7 +53,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         name = payload.get("name") if isinstance(payload, dict) else None
         if not isinstance(name, str) or not name:
             return JSONResponse({"error": "send JSON with a non-empty 'name'"}, status_code=400)
-        task_id = await omniq.enqueue(GREET_TASK, args=[name], timeout=10)
+        task_id = await greet.using(omniq).enqueue(name)
         return JSONResponse({"task_id": task_id}, status_code=202)
 
     async def show_greeting(request: Request) -> JSONResponse:

@@ -232,6 +232,14 @@ async def aresolve_future(future: concurrent.futures.Future[T]) -> T:
     return await asyncio.wrap_future(future)
 
 
+async def acall_hook(fn: Callable[..., Any], *args: Any) -> None:
+    """Call a user's hook, awaiting it if it is a coroutine function (twin: its result,
+    if awaitable, runs on an event loop of its own)."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
 def ainstall_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:
     """Call ``on_signal(signum)`` on SIGINT/SIGTERM; return a function that undoes it.
 
@@ -349,6 +357,14 @@ def _call_with_thread_timeout(
 def resolve_future(future: concurrent.futures.Future[T]) -> T:
     """Block this thread until ``future`` is resolved; its result (or its exception)."""
     return future.result()
+
+
+def call_hook(fn: Callable[..., Any], *args: Any) -> None:
+    """Call a user's hook; a coroutine hook runs to its end on an event loop of its own
+    (this thread has none running: the blocking twin's threads never do)."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        asyncio.run(_await_with_timeout(result, None))
 
 
 def install_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], None]:

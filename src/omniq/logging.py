@@ -862,6 +862,23 @@ def log_worker_stopped(worker_id: str, **extra: Any) -> None:
     )
 
 
+def log_hook_error(stage: str, error: BaseException, **extra: Any) -> None:
+    """Log (ERROR) that a ``stage`` hook raised ``error``; keeps its traceback."""
+    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
+        return
+    fields = {**extra, "hook": stage, "error": str(error), "event": "hook_error"}
+    _event_logger(error).bind(**fields).error(f"The {stage} hook raised {error!r}")
+
+
+def log_schedule_fired(name: str, fire_time: str, task_id: str, **extra: Any) -> None:
+    """Log (INFO) that schedule ``name`` enqueued ``task_id`` for its fire at ``fire_time``."""
+    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
+        return
+    fields = {**extra, "schedule": name, "fire_time": fire_time, "task_id": task_id}
+    fields["event"] = "schedule_fired"
+    _events.bind(**fields).info(f"Schedule {name} fired for {fire_time}: task {task_id}")
+
+
 def log_tasks_pruned(count: int, retention: float, **extra: Any) -> None:
     """Log (INFO) that ``count`` finished tasks older than ``retention`` seconds were deleted."""
     if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):

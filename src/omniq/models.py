@@ -68,6 +68,8 @@ class ErrorType:
     WORKER_LOST = "worker_lost"
     FORBIDDEN = "forbidden"
     """The worker's allow-list refused the task's function (see :mod:`omniq.allowlist`)."""
+    HOOK = "hook"
+    """A ``before_task`` hook raised, so the task did not run (see :mod:`omniq.hooks`)."""
     CRASHED = "crashed"
     """The process running the task died under it (a signal, ``os._exit``, the OOM killer)."""
 

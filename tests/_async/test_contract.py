@@ -353,8 +353,10 @@ async def test_outcome_of_a_stale_attempt_is_ignored(omniq: AsyncOmniQ) -> None:
     ],
 )
 async def test_bad_task_fails_cleanly_without_stopping_the_pool(
-    omniq: AsyncOmniQ, func_path: str, args: list[int], error_type: str
+    settings: Settings, func_path: str, args: list[int], error_type: str
 ) -> None:
+    # No task_modules: the producer cannot check a path, so the worker meets the error.
+    omniq = AsyncOmniQ(settings.replace(task_modules=()))
     bad = await omniq.enqueue(func_path, args=args, max_retries=3)
     good = await omniq.enqueue("task_functions.add", args=[1, 1])
     async with omniq.worker_pool() as workers:
@@ -366,6 +368,7 @@ async def test_bad_task_fails_cleanly_without_stopping_the_pool(
     assert task["error"].error_type == error_type
     assert task["error"].is_retryable is False
     assert await omniq.get_result(good) == 2
+    await omniq.close()
 
 
 @pytest.mark.parametrize(

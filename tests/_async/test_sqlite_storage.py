@@ -162,7 +162,8 @@ async def test_a_v1_store_is_migrated_in_place_and_keeps_every_task(tmp_path: Pa
     store.mkdir(mode=0o700)
     shutil.copy(FIXTURES / "sqlite" / "omniq.db", store / "omniq.db")
     (store / "omniq.db").chmod(0o600)
-    async with AsyncOmniQ(Settings(backend="sqlite", base_dir=store)) as omniq:
+    settings = Settings(backend="sqlite", base_dir=store, task_modules=["task_functions"])
+    async with AsyncOmniQ(settings) as omniq:
         assert await omniq.get_result(manifest["completed"]) == 42
         failed = await omniq.get_task(manifest["failed"])
         assert failed is not None and failed["status"] == TaskStatus.FAILED

@@ -354,8 +354,10 @@ def test_outcome_of_a_stale_attempt_is_ignored(omniq: OmniQ) -> None:
     ],
 )
 def test_bad_task_fails_cleanly_without_stopping_the_pool(
-    omniq: OmniQ, func_path: str, args: list[int], error_type: str
+    settings: Settings, func_path: str, args: list[int], error_type: str
 ) -> None:
+    # No task_modules: the producer cannot check a path, so the worker meets the error.
+    omniq = OmniQ(settings.replace(task_modules=()))
     bad = omniq.enqueue(func_path, args=args, max_retries=3)
     good = omniq.enqueue("task_functions.add", args=[1, 1])
     with omniq.worker_pool() as workers:
@@ -367,6 +369,7 @@ def test_bad_task_fails_cleanly_without_stopping_the_pool(
     assert task["error"].error_type == error_type
     assert task["error"].is_retryable is False
     assert omniq.get_result(good) == 2
+    omniq.close()
 
 
 @pytest.mark.parametrize(

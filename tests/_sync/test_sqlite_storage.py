@@ -163,7 +163,8 @@ def test_a_v1_store_is_migrated_in_place_and_keeps_every_task(tmp_path: Path) ->
     store.mkdir(mode=0o700)
     shutil.copy(FIXTURES / "sqlite" / "omniq.db", store / "omniq.db")
     (store / "omniq.db").chmod(0o600)
-    with OmniQ(Settings(backend="sqlite", base_dir=store)) as omniq:
+    settings = Settings(backend="sqlite", base_dir=store, task_modules=["task_functions"])
+    with OmniQ(settings) as omniq:
         assert omniq.get_result(manifest["completed"]) == 42
         failed = omniq.get_task(manifest["failed"])
         assert failed is not None and failed["status"] == TaskStatus.FAILED

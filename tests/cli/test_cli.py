@@ -30,8 +30,13 @@ COMMAND = [sys.executable, "-m", "omniq"]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without OMNIQ_* variables, plus ``extra``."""
+    """This process's environment without OMNIQ_* variables, plus ``extra``.
+
+    Workers may run the tests' task functions (``OMNIQ_TASK_MODULES``), as an
+    application's do theirs; pass ``OMNIQ_TASK_MODULES=""`` to allow nothing.
+    """
     env = {name: value for name, value in os.environ.items() if not name.startswith("OMNIQ_")}
+    env["OMNIQ_TASK_MODULES"] = "task_functions"
     env.update(extra)
     return env
 
@@ -82,8 +87,8 @@ class Cli:
             text=True,
         )
 
-    def enqueue(self, func_path: str, *options: str) -> str:
-        task_id = self.ok("enqueue", func_path, *options).strip()
+    def enqueue(self, func_path: str, *options: str, **run_options: Any) -> str:
+        task_id = self.ok("enqueue", func_path, *options, **run_options).strip()
         assert len(task_id) == 36, task_id
         return task_id
 
@@ -253,6 +258,49 @@ def test_queues_priorities_and_unique_keys(cli: Cli) -> None:
     assert "reports" in shown and "report:42" in shown and "attempt 1" in shown
 
 
+def test_a_stored_call_of_os_system_fails_as_forbidden_and_runs_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    pwned = tmp_path / "pwned"
+    # Written as anyone who can write to the store could: no producer-side check.
+    attack = json.dumps([f"echo PWNED > {pwned}"])
+    task_id = cli.enqueue(
+        "os.system", "--args", attack, env=clean_environment(OMNIQ_TASK_MODULES="")
+    )
+    assert cli.json("worker", "--limit", "1") == {"processed": 1}
+    task = cli.task(task_id)
+    assert task["status"] == "failed" and task["error"]["error_type"] == "forbidden"
+    assert "os.system" in task["error"]["message"] and "--import" in task["error"]["message"]
+    assert not pwned.exists()  # nothing ran
+
+
+def test_the_worker_says_which_declared_tasks_it_serves(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "declared_here.py").write_text(
+        "from omniq import task\n\n@task\ndef double(x: int) -> int:\n    return 2 * x\n"
+    )
+    env = clean_environment(OMNIQ_TASK_MODULES="")
+    task_id = cli.ok("enqueue", "declared_here.double", "--args", "[21]", env=env).strip()
+    worker = cli.run("worker", "--import", "declared_here", "--limit", "1", env=env)
+    assert worker.returncode == 0, worker.stderr
+    assert "declared tasks: declared_here.double" in worker.stderr
+    assert cli.task(task_id)["result"] == 42
+
+
+def test_schedules_are_listed_and_removed(cli: Cli) -> None:
+    with OmniQ(Settings(base_dir=cli.base_dir)) as omniq:
+        omniq.schedule("nightly", "task_functions.add", cron="0 3 * * *", args=[1, 2])
+        omniq.schedule("often", "task_functions.add", every=600, args=[3, 4])
+    table = cli.ok("schedules")
+    assert "nightly" in table and "cron 0 3 * * * (UTC)" in table and "every 0:10:00" in table
+    listed = cli.json("schedules")
+    assert [entry["name"] for entry in listed] == ["nightly", "often"]
+    assert listed[0]["next_fire"] is not None and listed[0]["task"] == "task_functions.add"
+    assert cli.json("schedules", "remove", "often") == {"name": "often", "removed": True}
+    assert [entry["name"] for entry in cli.json("schedules")] == ["nightly"]
+    expect_usage_error(cli.run("schedules", "remove", "often"), "no schedule named 'often'")
+    expect_usage_error(cli.run("schedules", "remove", "bad name"), "'bad name'")
+
+
 def test_json_output_of_enqueue(cli: Cli) -> None:
     created = cli.json("enqueue", "task_functions.add", "--args", "[1, 2]")
     assert set(created) == {"id"}
@@ -283,7 +331,10 @@ def test_worker_imports_modules_from_the_current_directory(cli: Cli, tmp_path: P
             """
         )
     )
-    task_id = cli.enqueue("my_tasks.double", "--args", "[21]")
+    # A producer without task_modules cannot check the path; the worker's --import allows it.
+    task_id = cli.enqueue(
+        "my_tasks.double", "--args", "[21]", env=clean_environment(OMNIQ_TASK_MODULES="")
+    )
     script = Path(sys.executable).with_name("omniq")  # the console script, not python -m
     command = [str(script)] if script.exists() else COMMAND
     completed = subprocess.run(
@@ -314,7 +365,9 @@ def test_worker_logs_show_omniq_records_and_the_tasks_own_once(cli: Cli, tmp_pat
         "def hello(name):\n"
         "    logger.info('the task says hello to {}', name)\n"
     )
-    task_id = cli.enqueue("loud_tasks.hello", "--args", '["Ada"]')
+    task_id = cli.enqueue(
+        "loud_tasks.hello", "--args", '["Ada"]', env=clean_environment(OMNIQ_TASK_MODULES="")
+    )
     completed = cli.run("worker", "--import", "loud_tasks", "--limit", "1")
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr.count("the task says hello to Ada") == 1
@@ -550,7 +603,7 @@ def test_bad_environment_is_a_usage_error(cli: Cli) -> None:
 
 def test_the_store_written_by_the_command_is_the_librarys(cli: Cli) -> None:
     task_id = cli.enqueue("task_functions.add", "--args", "[5, 6]")
-    with OmniQ(Settings(base_dir=cli.base_dir)) as omniq:
+    with OmniQ(Settings(base_dir=cli.base_dir, task_modules=["task_functions"])) as omniq:
         with omniq.worker_pool(poll_interval=0.05) as workers:
             workers.process_tasks(limit=1)
         assert omniq.get_result(task_id) == 11

@@ -1,44 +1,47 @@
-"""Run one task and record its outcome: the path shared by worker pools and eager mode.
+"""Run one task: the path shared by worker pools and eager mode.
 
-:func:`call_function` resolves the task's function by import path, checks the stored
-arguments against its signature, runs it (coroutine or plain) with its timeout and
-describes what went wrong as a :class:`~omniq.models.TaskError`. :func:`run_task`
-wraps that in the task's log context and returns the :class:`~omniq.records.Outcome`;
-:func:`execute` also reports it to the queue, which owns the retry policy. A worker
-pool calls :func:`run_task` for each task it claims and records the outcomes in
-batches; eager mode (``Settings(eager=True)``) calls :func:`run_inline` at enqueue,
-which claims and executes the new task on the spot through :func:`execute`.
+:func:`call_function` resolves the task's function through the allow-list (a
+declared task, an allowed module, or a path this queue enqueued; see
+:mod:`omniq.allowlist`), checks the stored arguments against its signature, runs it
+(coroutine or plain) with its timeout and describes what went wrong as a
+:class:`~omniq.models.TaskError`. :func:`run_task` wraps that in the task's log
+context and its :func:`omniq.current_task` context and returns the
+:class:`~omniq.records.Outcome`; :func:`execute` also reports it to the queue, which
+owns the retry policy. A worker pool runs tasks through an executor
+(:class:`AsyncInlineExecutor` by default) and records the outcomes in batches; eager
+mode (``omniq._async.eager``) calls :func:`execute` at enqueue.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from omniq import logging as omniq_logging
-from omniq._async.queue import DEFAULT_QUEUE, AsyncTaskQueue
-from omniq._async.storage.memory import AsyncMemoryStorage
+from omniq._async.queue import AsyncTaskQueue
 from omniq._concurrency import AsyncCancelled, arun_callable
-from omniq._functions import check_arguments, resolve_function
-from omniq._validation import normalize_eta
+from omniq._functions import check_arguments
+from omniq.allowlist import AllowList
 from omniq.exceptions import TaskFunctionError, TaskTimeout
 from omniq.models import ErrorType, Task, TaskError
-from omniq.records import Outcome, Transition, to_epoch
+from omniq.records import Outcome
+from omniq.task_context import TaskContext, running_task
 
-EAGER_WORKER = "eager"
+Resolver = Callable[[str], Callable[..., Any]]
 
 
-async def call_function(task: Task, timeout: float | None) -> tuple[Any, TaskError | None]:
+async def call_function(
+    task: Task, timeout: float | None, resolve: Resolver
+) -> tuple[Any, TaskError | None]:
     """Run the task's function once; return ``(result, None)`` or ``(None, error)``.
 
-    Import and argument errors are not retryable (running again cannot help);
-    a timeout is, as is anything the function raises.
+    ``resolve`` finds the function (the allow-list's ``resolve``). Refused, import and
+    argument errors are not retryable (running again cannot help); a timeout is, as
+    is anything the function raises.
     """
     try:
-        function = resolve_function(task.func_path)
+        function = resolve(task.func_path)
         check_arguments(function, task.args, task.kwargs)
         return await arun_callable(function, task.args, task.kwargs, timeout), None
     except AsyncCancelled:
@@ -52,11 +55,20 @@ async def call_function(task: Task, timeout: float | None) -> tuple[Any, TaskErr
         return None, TaskError.from_exception(failure)
 
 
-async def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome:
+async def run_task(
+    task: Task,
+    *,
+    timeout: float | None,
+    worker: str,
+    resolve: Resolver,
+    default_max_retries: int | None = None,
+) -> Outcome:
     """Run a claimed task once, in its log context; return the outcome, recorded by nobody yet.
 
-    ``timeout`` bounds this execution. The caller records the outcome on the
-    queue (a worker pool gathers several and records them together).
+    ``timeout`` bounds this execution. ``current_task()`` gives the task's context
+    inside (``default_max_retries``: the budget of a task stored without one). The
+    caller records the outcome on the queue (a worker pool gathers several and
+    records them together).
     """
     correlation_id = task.correlation_id or task.id
     started_at = time.time()
@@ -67,7 +79,11 @@ async def run_task(task: Task, *, timeout: float | None, worker: str) -> Outcome
         omniq_logging.log_task_started(
             task.id, task.attempts, worker=worker, correlation_id=correlation_id
         )
-        result, error = await call_function(task, timeout)
+        context = TaskContext.from_task(
+            task, worker=worker, default_max_retries=default_max_retries
+        )
+        with running_task(context):
+            result, error = await call_function(task, timeout, resolve)
     return Outcome(
         task,
         result=result,
@@ -90,12 +106,22 @@ class AsyncInlineExecutor:
 
     name = "inline"
 
+    def __init__(self, allow: AllowList, default_max_retries: int | None = None) -> None:
+        self.allow = allow
+        self.default_max_retries = default_max_retries
+
     async def start(self) -> None:
         """Nothing to prepare: threads are started on demand."""
 
     async def run(self, task: Task, timeout: float | None, worker: str) -> Outcome:
         """Run one claimed task once and return its outcome (recorded by the caller)."""
-        return await run_task(task, timeout=timeout, worker=worker)
+        return await run_task(
+            task,
+            timeout=timeout,
+            worker=worker,
+            resolve=self.allow.resolve,
+            default_max_retries=self.default_max_retries,
+        )
 
     async def stop(self, grace: float) -> None:
         """Nothing to release: running tasks are the pool's to wait for."""
@@ -115,7 +141,13 @@ async def execute(
     False when this attempt no longer holds the task (its lease was taken over),
     so its outcome was not recorded.
     """
-    outcome = await run_task(task, timeout=timeout, worker=worker)
+    outcome = await run_task(
+        task,
+        timeout=timeout,
+        worker=worker,
+        resolve=queue.allow.resolve,
+        default_max_retries=default_max_retries,
+    )
     held = await queue.record_outcomes([outcome], default_max_retries, worker)
     if not held[0]:
         log_lost(worker, task)
@@ -128,114 +160,3 @@ def log_lost(worker: str, task: Task) -> None:
         f"{worker} lost task {task.id}: another attempt holds it now, "
         "so this attempt's outcome was not recorded"
     )
-
-
-# ---------------------------------------------------------------------- eager mode
-
-
-class _InlineStorage(AsyncMemoryStorage):
-    """The scratch store of one eager run: a retry is due at once, with no backoff."""
-
-    async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
-        if transition.eta is not None:
-            transition = dataclasses.replace(transition, eta=transition.now)
-        return await super().finish(task_id, token, transition)
-
-
-def _scratch_queue(queue: AsyncTaskQueue) -> AsyncTaskQueue:
-    return AsyncTaskQueue(
-        _InlineStorage(),
-        queue.serializer,
-        max_retries=queue.max_retries,
-        lease_timeout=queue.lease_timeout,
-        max_payload_bytes=queue.max_payload_bytes,
-    )
-
-
-async def run_inline(
-    task_queue: AsyncTaskQueue,
-    func_path: str,
-    args: Sequence[Any] | None = None,
-    kwargs: Mapping[str, Any] | None = None,
-    eta: dt.datetime | None = None,
-    interval: dt.timedelta | float | None = None,
-    max_retries: int | None = None,
-    timeout: float | None = None,
-    *,
-    default_timeout: float | None = None,
-    queue: str = DEFAULT_QUEUE,
-    priority: int = 0,
-    unique_key: str | None = None,
-) -> str:
-    """Enqueue a task and run it now, retries included; store the outcome on ``task_queue``.
-
-    The task is validated as the queue's ``enqueue`` validates it, then
-    claimed and executed on a scratch store of its own (so concurrent eager runs
-    never take each other's tasks) until it completes or its budget is spent;
-    retries do not wait for their backoff. ``eta`` and ``interval`` are kept on
-    the stored task but otherwise ignored: it runs once, at once, and no next run
-    is scheduled. The finished task is then added to ``task_queue``'s storage, where
-    ``get_task``/``get_result`` find it. Returns the task's id.
-    """
-    requested_eta = normalize_eta(eta)  # validated here: the run itself ignores it
-    scratch = _scratch_queue(task_queue)
-    task_id = await scratch.enqueue(
-        func_path,
-        args,
-        kwargs,
-        None,
-        interval,
-        max_retries,
-        timeout,
-        queue=queue,
-        priority=priority,
-        unique_key=unique_key,
-    )
-    while True:
-        claimed = await scratch.dequeue()
-        if claimed is None or claimed.id != task_id:  # finished (an interval's next run)
-            break
-        run_timeout = claimed.timeout if claimed.timeout is not None else default_timeout
-        await execute(
-            scratch,
-            claimed,
-            timeout=run_timeout,
-            default_max_retries=task_queue.max_retries,
-            worker=EAGER_WORKER,
-        )
-    record = await scratch.storage.get(task_id)
-    assert record is not None  # a scratch store loses nothing
-    if requested_eta is not None:
-        record = dataclasses.replace(record, eta=to_epoch(requested_eta))
-    await task_queue.storage.add([record])  # the interval's next run stays behind, unrun
-    return task_id
-
-
-async def run_many_inline(
-    queue: AsyncTaskQueue,
-    items: Iterable[Mapping[str, Any]],
-    *,
-    default_timeout: float | None = None,
-) -> list[str]:
-    """:func:`run_inline` for each item, in order, after validating every item first."""
-    chosen = list(items)
-    await _scratch_queue(queue).enqueue_many(chosen)  # one bad item: nothing runs
-    ids: list[str] = []
-    for item in chosen:
-        ids.append(
-            await run_inline(
-                queue,
-                item["func_path"],
-                item.get("args"),
-                item.get("kwargs"),
-                item.get("eta"),
-                item.get("interval"),
-                item.get("max_retries"),
-                item.get("timeout"),
-                default_timeout=default_timeout,
-                queue=item.get("queue", DEFAULT_QUEUE),
-                priority=item.get("priority", 0),
-                unique_key=item.get("unique_key"),
-            )
-        )
-    return ids

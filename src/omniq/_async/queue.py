@@ -21,7 +21,6 @@ from omniq._async.storage.adapter import as_storage
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import asleep
 from omniq._validation import (
-    check_func_path,
     check_task_id,
     non_negative_int,
     normalize_age,
@@ -37,6 +36,7 @@ from omniq._validation import (
     positive_int,
     positive_number,
 )
+from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
 from omniq.exceptions import StorageError
 from omniq.history import append_history, failure_outcome, history_entry, stored_history
@@ -55,6 +55,7 @@ from omniq.records import (
     task_from_record,
 )
 from omniq.serialization import DEFAULT_SERIALIZER, Serializer, encode
+from omniq.tasks import declared_options, func_path_of
 
 DEFAULT_LEASE_TIMEOUT = 30.0
 _ENQUEUE_OPTIONS = frozenset(
@@ -94,6 +95,7 @@ class AsyncTaskQueue:
         max_retries: int = retry.DEFAULT_MAX_RETRIES,
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
         max_payload_bytes: int | None = None,
+        allow: AllowList | None = None,
     ) -> None:
         self.storage = as_storage(storage)
         self.serializer = serializer or DEFAULT_SERIALIZER
@@ -103,6 +105,9 @@ class AsyncTaskQueue:
         self.max_retries = budget
         self.lease_timeout = positive_number("lease_timeout", lease_timeout)
         self.max_payload_bytes = max_payload_bytes
+        # What workers on this queue may run (declared tasks, allowed modules, and
+        # the paths this queue enqueued): see omniq.allowlist.
+        self.allow = AllowList() if allow is None else allow
         self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -142,7 +147,8 @@ class AsyncTaskQueue:
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Tell this queue's listeners (its pools) that a task is due now."""
         for callback in list(self._listeners):
             callback()
 
@@ -159,7 +165,7 @@ class AsyncTaskQueue:
 
     async def enqueue(
         self,
-        func_path: str,
+        func_path: Callable[..., Any] | str,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         eta: dt.datetime | None = None,
@@ -167,11 +173,16 @@ class AsyncTaskQueue:
         max_retries: int | None = None,
         timeout: float | None = None,
         *,
-        queue: str = DEFAULT_QUEUE,
-        priority: int = 0,
+        queue: str | None = None,
+        priority: int | None = None,
         unique_key: str | None = None,
     ) -> str:
         """Store a new task and return its id.
+
+        ``func_path`` is a ``"module.function"`` path or the function itself (a task
+        declared with ``@task``, whose declared options are the defaults here, or any
+        importable function). With ``Settings.task_modules`` configured, a string path
+        outside them is refused here (``ValueError``) instead of in the worker.
 
         ``eta`` delays the first run (a naive datetime is local time);
         ``interval`` (a ``timedelta`` or seconds) repeats the task after each run;
@@ -180,7 +191,8 @@ class AsyncTaskQueue:
         queue (pools serve some queues or all); among due tasks a higher
         ``priority`` (-100..100) runs first. While a task with the same
         ``unique_key`` is pending or running, nothing is stored and that task's id
-        is returned. Bad values raise ``ValueError``/``TypeError`` here, before
+        is returned. ``queue`` defaults to ``"default"`` and ``priority`` to 0 (or the
+        declared task's). Bad values raise ``ValueError``/``TypeError`` here, before
         anything is stored.
         """
         record = self._new_record(
@@ -205,6 +217,18 @@ class AsyncTaskQueue:
         required). Every item is validated and encoded before anything is
         stored, so one bad item stores none.
         """
+        records = self.records_for(items)
+        return await self._store(records) if records else []
+
+    def records_for(
+        self, items: Iterable[Mapping[str, Any]], *, check_paths: bool = True
+    ) -> list[TaskRecord]:
+        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet.
+
+        ``check_paths=False`` skips the producer's allow-list check of string paths
+        (a schedule's fire: a path that vanished must fail its task in the worker,
+        visibly, instead of stopping the schedule).
+        """
         records: list[TaskRecord] = []
         for position, item in enumerate(items):
             unknown = set(item) - _ENQUEUE_OPTIONS
@@ -222,39 +246,54 @@ class AsyncTaskQueue:
                     item.get("interval"),
                     item.get("max_retries"),
                     item.get("timeout"),
-                    item.get("queue", DEFAULT_QUEUE),
-                    item.get("priority", 0),
+                    item.get("queue"),
+                    item.get("priority"),
                     item.get("unique_key"),
+                    check_paths,
                 )
             )
-        return await self._store(records) if records else []
+        return records
 
     def _new_record(
         self,
-        func_path: str,
+        func_path: Callable[..., Any] | str,
         args: Sequence[Any] | None,
         kwargs: Mapping[str, Any] | None,
         eta: dt.datetime | None,
         interval: dt.timedelta | float | None,
         max_retries: int | None,
         timeout: float | None,
-        queue: str,
-        priority: int,
+        queue: str | None,
+        priority: int | None,
         unique_key: str | None,
+        check_paths: bool = True,
     ) -> TaskRecord:
         """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
         Built directly, without a :class:`Task` in between: enqueue is a hot path.
+        Options left ``None`` take the declared task's (``@task(...)``), then the
+        queue's defaults.
         """
-        func_path = check_func_path(func_path)
-        queue = normalize_queue(queue)
+        target = func_path
+        func_path = func_path_of(target)
+        declared = declared_options(func_path)
+        queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
+        if priority is None:
+            priority = declared.priority if declared.priority is not None else 0
         priority = normalize_priority(priority)
+        if max_retries is None:
+            max_retries = declared.max_retries
+        if timeout is None:
+            timeout = declared.timeout
         unique_key = normalize_unique_key(unique_key)
         budget = normalize_max_retries(self.max_retries if max_retries is None else max_retries)
         seconds = normalize_timeout(timeout)
         step = normalize_interval(interval)
         moment = normalize_eta(eta)
         payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
+        if check_paths and isinstance(target, str):  # last: it may import the function
+            self.allow.check_enqueue(func_path)
+        self.allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         now = time.time()
         return TaskRecord(
             id=new_task_id(),
@@ -319,7 +358,7 @@ class AsyncTaskQueue:
                     task_id, record.func_path, record.unique_key, correlation_id=correlation_id
                 )
         if stored:
-            self._notify()
+            self.notify()
         return ids
 
     # ------------------------------------------------------------------ consuming
@@ -559,7 +598,7 @@ class AsyncTaskQueue:
             new_history = append_history(stored_history(task.attempts_history), entry)
         released = await self.storage.release(task.id, task.attempt_token, now, new_history)
         if released:
-            self._notify()
+            self.notify()
         return released
 
     async def heartbeat(
@@ -673,7 +712,7 @@ class AsyncTaskQueue:
         """Run a FAILED or CANCELLED task again, now, with a fresh budget of executions."""
         requeued = await self.storage.requeue(check_task_id(task_id), time.time())
         if requeued:
-            self._notify()
+            self.notify()
         return requeued
 
     async def retry_failed(self) -> int:
@@ -688,7 +727,7 @@ class AsyncTaskQueue:
                 # foreign writer stored, too long for check_task_id, still retries).
                 if await self.storage.requeue(record.id, time.time()):
                     count += 1
-            self._notify()
+            self.notify()
 
     async def purge(
         self,

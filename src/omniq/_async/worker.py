@@ -30,6 +30,7 @@ from omniq._async.duties import (
 )
 from omniq._async.executor import AsyncInlineExecutor, log_lost
 from omniq._async.queue import AsyncTaskQueue
+from omniq._async.scheduler import AsyncScheduler
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._backoff import Backoff, FailureReport
 from omniq._concurrency import (
@@ -37,6 +38,7 @@ from omniq._concurrency import (
     AsyncEvent,
     AsyncHandle,
     AsyncThreadGuard,
+    acall_hook,
     acancel,
     ainstall_signal_handlers,
     ajoin,
@@ -54,7 +56,8 @@ from omniq._validation import (
 )
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
-from omniq.models import Task, TaskError
+from omniq.hooks import F, Hooks
+from omniq.models import ErrorType, Task, TaskError
 from omniq.records import Outcome
 from omniq.serialization import Serializer
 
@@ -92,6 +95,10 @@ class AsyncWorkerPool:
     * ``retention``: finished tasks older than this (a ``timedelta`` or seconds;
       default 7 days) are deleted by the pool, at start and every minute; ``None``
       keeps them all.
+    * ``hooks``: lifecycle hooks (``omniq.hooks.Hooks``; a facade passes its own, and
+      the pool's :meth:`on_worker_start`, :meth:`before_task`... add more).
+    * ``schedules``: fire the store's due schedules (default True; see
+      ``omniq._async.scheduler``).
     """
 
     def __init__(
@@ -111,6 +118,8 @@ class AsyncWorkerPool:
         name: str | None = None,
         queues: Sequence[str] | None = None,
         retention: dt.timedelta | float | None = DEFAULT_RETENTION,
+        hooks: Hooks | None = None,
+        schedules: bool = True,
     ) -> None:
         self._owns_queue = queue is None
         if queue is None:
@@ -133,7 +142,11 @@ class AsyncWorkerPool:
         self.name = name or f"{type(self).__name__}-{uuid.uuid4().hex[:8]}"
         self.queues = normalize_queues(queues)
         self.retention = normalize_retention(retention)
-        self.executor = AsyncInlineExecutor()
+        self.hooks = Hooks(parent=hooks)
+        if not isinstance(schedules, bool):
+            raise TypeError(f"schedules must be True or False, got {schedules!r}")
+        self.schedules = schedules
+        self.executor = AsyncInlineExecutor(queue.allow, self.max_retries)
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
         self._running = 0
@@ -167,7 +180,25 @@ class AsyncWorkerPool:
         ]
         if self.retention is not None:
             chosen.append(AsyncPruner(self.queue, self.retention, self.name))
+        if self.schedules:
+            chosen.append(AsyncScheduler(self.queue, self.name))
         return chosen
+
+    def on_worker_start(self, fn: F) -> F:
+        """Run ``fn()`` when this pool starts (after its facade's hooks); see ``omniq.hooks``."""
+        return self.hooks.on_worker_start(fn)
+
+    def on_worker_stop(self, fn: F) -> F:
+        """Run ``fn()`` when this pool stops."""
+        return self.hooks.on_worker_stop(fn)
+
+    def before_task(self, fn: F) -> F:
+        """Run ``fn(task)`` before each execution; if it raises, the task fails (``hook``)."""
+        return self.hooks.before_task(fn)
+
+    def after_task(self, fn: F) -> F:
+        """Run ``fn(task, outcome)`` after each execution; what it raises is logged."""
+        return self.hooks.after_task(fn)
 
     async def start(self) -> None:
         """Open the queue, start the duties (recovering dead workers' tasks first). Idempotent."""
@@ -178,6 +209,8 @@ class AsyncWorkerPool:
         await self.queue.open()
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
+        for hook in self.hooks.of("worker_start"):
+            await acall_hook(hook)  # a failing start hook: the pool does not start
         await self.executor.start()
         self._started = True
         omniq_logging.log_worker_started(
@@ -217,6 +250,11 @@ class AsyncWorkerPool:
         await self._release_unfinished()
         await self._duties.stop()
         await self.executor.stop(0.0)
+        for hook in self.hooks.of("worker_stop"):
+            try:
+                await acall_hook(hook)
+            except Exception as error:
+                omniq_logging.log_hook_error("on_worker_stop", error, worker=self.name)
         self._started = False
         if self._wake is not None:
             self.queue.remove_listener(self._wake.set)
@@ -468,7 +506,10 @@ class AsyncWorkerPool:
     async def _execute(self, task: Task) -> None:
         timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
-            outcome = await self.executor.run(task, timeout, self.name)
+            outcome = await self._before_task(task)
+            if outcome is None:
+                outcome = await self.executor.run(task, timeout, self.name)
+            await self._after_task(task, outcome)
         except AsyncCancelled:
             with self._guard:
                 self._running -= 1
@@ -481,6 +522,33 @@ class AsyncWorkerPool:
             self._finished.append(outcome)
         if self._wake is not None:
             self._wake.set()
+
+    async def _before_task(self, task: Task) -> Outcome | None:
+        """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
+        for hook in self.hooks.of("before_task"):
+            try:
+                await acall_hook(hook, task)
+            except AsyncCancelled:
+                raise
+            except Exception as error:
+                omniq_logging.log_hook_error(
+                    "before_task", error, task_id=task.id, correlation_id=task.correlation_id
+                )
+                failure = TaskError.from_exception(error, ErrorType.HOOK)
+                return Outcome(task, error=failure, started_at=time.time(), duration=0.0)
+        return None
+
+    async def _after_task(self, task: Task, outcome: Outcome) -> None:
+        """Run the after-task hooks; what they raise is logged, the outcome stands."""
+        for hook in self.hooks.of("after_task"):
+            try:
+                await acall_hook(hook, task, outcome)
+            except AsyncCancelled:
+                raise
+            except Exception as error:
+                omniq_logging.log_hook_error(
+                    "after_task", error, task_id=task.id, correlation_id=task.correlation_id
+                )
 
 
 def _with_lease(task: Task, lease_until: dt.datetime) -> Task:

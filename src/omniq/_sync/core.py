@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from omniq._sync.executor import run_inline, run_many_inline
-from omniq._sync.queue import DEFAULT_QUEUE, TaskQueue
+from omniq._sync.eager import run_inline, run_many_inline
+from omniq._sync.queue import TaskQueue
+from omniq._sync.scheduler import KIND as SCHEDULE_KIND
+from omniq._sync.scheduler import StoredSchedule, load_schedules, store_schedule
 from omniq._sync.storage.base import BaseStorage
 from omniq._sync.storage.factory import storage_from_settings
 from omniq._sync.storage.memory import MemoryStorage
 from omniq._sync.worker import WorkerPool
 from omniq._concurrency import Event
-from omniq._validation import non_negative_number
+from omniq._validation import non_negative_number, normalize_interval
+from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import Settings
 from omniq.exceptions import StorageError, TaskCancelled, TaskFailed, TaskNotFound
+from omniq.hooks import F, Hooks
 from omniq.models import Task, TaskStatus
+from omniq.schedules import Schedule, check_schedule_name
 from omniq.serialization import Serializer
+from omniq.tasks import func_path_of
 
 _RESULT_POLL_START = 0.01
 _RESULT_POLL_MAX = 0.5
@@ -60,7 +66,9 @@ class OmniQ:
             max_retries=self.settings.max_retries,
             lease_timeout=self.settings.lease_timeout,
             max_payload_bytes=self.settings.max_payload_bytes,
+            allow=AllowList.from_settings(self.settings),
         )
+        self.hooks = Hooks()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.queue.storage!r})"
@@ -87,7 +95,7 @@ class OmniQ:
 
     def enqueue(
         self,
-        func_path: str,
+        func_path: Callable[..., Any] | str,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         *,
@@ -95,11 +103,14 @@ class OmniQ:
         interval: dt.timedelta | float | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
-        queue: str = DEFAULT_QUEUE,
-        priority: int = 0,
+        queue: str | None = None,
+        priority: int | None = None,
         unique_key: str | None = None,
     ) -> str:
-        """Store a task for ``func_path`` (``"module.function"``) and return its id.
+        """Store a task for ``func_path`` and return its id.
+
+        ``func_path`` is a task declared with ``@task`` (its declared options are the
+        defaults), any importable function, or its ``"module.function"`` path.
 
         See :meth:`AsyncTaskQueue.enqueue` for the options: ``queue`` routes it,
         a higher ``priority`` runs it earlier, and while a task with the same
@@ -235,13 +246,82 @@ class OmniQ:
         """Counts per status, ``total``, ``next_eta``, and per queue its counts (``queues``)."""
         return self.queue.stats()
 
+    # ------------------------------------------------------------------ schedules
+
+    def schedule(
+        self,
+        name: str,
+        func_path: Callable[..., Any] | str,
+        *,
+        cron: str | None = None,
+        every: dt.timedelta | float | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        catch_up: bool = False,
+    ) -> Schedule:
+        """Store the schedule ``name`` (or update it: declaring a name again never adds a
+        second series). Worker pools fire it; each fire time is enqueued once.
+
+        Exactly one of ``cron`` (five fields, or six with seconds; in ``tz``) and
+        ``every`` (a ``timedelta`` or seconds, at least one second). Bad values raise
+        ``ValueError``/``TypeError`` here.
+        """
+        declared = Schedule(
+            name=name,
+            func_path=func_path_of(func_path),
+            cron=cron,
+            every=normalize_interval(every, "every"),
+            tz=tz,
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            catch_up=catch_up,
+        )
+        store_schedule(self.queue, declared)
+        return declared
+
+    def unschedule(self, name: str) -> bool:
+        """Remove the schedule ``name``; False if there is none. Its queued fires stay."""
+        return self.queue.storage.delete_state(SCHEDULE_KIND, check_schedule_name(name))
+
+    def list_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule with its last fire and (``next_fire()``) its next one."""
+        return load_schedules(self.queue)
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_worker_start(self, fn: F) -> F:
+        """Run ``fn()`` once in every pool of this facade as it starts (e.g. ``django.setup``)."""
+        return self.hooks.on_worker_start(fn)
+
+    def on_worker_stop(self, fn: F) -> F:
+        """Run ``fn()`` once in every pool of this facade as it stops."""
+        return self.hooks.on_worker_stop(fn)
+
+    def before_task(self, fn: F) -> F:
+        """Run ``fn(task)`` before every execution; if it raises, that task fails."""
+        return self.hooks.before_task(fn)
+
+    def after_task(self, fn: F) -> F:
+        """Run ``fn(task, outcome)`` after every execution; what it raises is logged."""
+        return self.hooks.after_task(fn)
+
     def worker_pool(self, **overrides: Any) -> WorkerPool:
         """A worker pool on this queue; keyword arguments override the settings.
 
         Accepted: ``concurrency``, ``poll_interval``, ``max_retries``,
         ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``, ``prefetch``,
         ``handle_signals``, ``name``, ``queues`` (the queues served; default every
-        queue) and ``retention`` (default ``Settings.retention``).
+        queue), ``retention`` (default ``Settings.retention``) and ``schedules`` (whether it
+        fires schedules; default True). The pool runs this facade's hooks.
         """
         options: dict[str, Any] = {
             "concurrency": self.settings.concurrency,
@@ -249,6 +329,7 @@ class OmniQ:
             "max_retries": self.settings.max_retries,
             "default_timeout": self.settings.task_timeout,
             "retention": self.settings.retention,
+            "hooks": self.hooks,
         }
         options.update(overrides)
         return WorkerPool(queue=self.queue, **options)

@@ -22,7 +22,6 @@ from omniq._sync.storage.adapter import as_storage
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import sleep
 from omniq._validation import (
-    check_func_path,
     check_task_id,
     non_negative_int,
     normalize_age,
@@ -38,6 +37,7 @@ from omniq._validation import (
     positive_int,
     positive_number,
 )
+from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
 from omniq.exceptions import StorageError
 from omniq.history import append_history, failure_outcome, history_entry, stored_history
@@ -56,6 +56,7 @@ from omniq.records import (
     task_from_record,
 )
 from omniq.serialization import DEFAULT_SERIALIZER, Serializer, encode
+from omniq.tasks import declared_options, func_path_of
 
 DEFAULT_LEASE_TIMEOUT = 30.0
 _ENQUEUE_OPTIONS = frozenset(
@@ -95,6 +96,7 @@ class TaskQueue:
         max_retries: int = retry.DEFAULT_MAX_RETRIES,
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
         max_payload_bytes: int | None = None,
+        allow: AllowList | None = None,
     ) -> None:
         self.storage = as_storage(storage)
         self.serializer = serializer or DEFAULT_SERIALIZER
@@ -104,6 +106,9 @@ class TaskQueue:
         self.max_retries = budget
         self.lease_timeout = positive_number("lease_timeout", lease_timeout)
         self.max_payload_bytes = max_payload_bytes
+        # What workers on this queue may run (declared tasks, allowed modules, and
+        # the paths this queue enqueued): see omniq.allowlist.
+        self.allow = AllowList() if allow is None else allow
         self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -143,7 +148,8 @@ class TaskQueue:
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Tell this queue's listeners (its pools) that a task is due now."""
         for callback in list(self._listeners):
             callback()
 
@@ -160,7 +166,7 @@ class TaskQueue:
 
     def enqueue(
         self,
-        func_path: str,
+        func_path: Callable[..., Any] | str,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         eta: dt.datetime | None = None,
@@ -168,11 +174,16 @@ class TaskQueue:
         max_retries: int | None = None,
         timeout: float | None = None,
         *,
-        queue: str = DEFAULT_QUEUE,
-        priority: int = 0,
+        queue: str | None = None,
+        priority: int | None = None,
         unique_key: str | None = None,
     ) -> str:
         """Store a new task and return its id.
+
+        ``func_path`` is a ``"module.function"`` path or the function itself (a task
+        declared with ``@task``, whose declared options are the defaults here, or any
+        importable function). With ``Settings.task_modules`` configured, a string path
+        outside them is refused here (``ValueError``) instead of in the worker.
 
         ``eta`` delays the first run (a naive datetime is local time);
         ``interval`` (a ``timedelta`` or seconds) repeats the task after each run;
@@ -181,7 +192,8 @@ class TaskQueue:
         queue (pools serve some queues or all); among due tasks a higher
         ``priority`` (-100..100) runs first. While a task with the same
         ``unique_key`` is pending or running, nothing is stored and that task's id
-        is returned. Bad values raise ``ValueError``/``TypeError`` here, before
+        is returned. ``queue`` defaults to ``"default"`` and ``priority`` to 0 (or the
+        declared task's). Bad values raise ``ValueError``/``TypeError`` here, before
         anything is stored.
         """
         record = self._new_record(
@@ -206,6 +218,18 @@ class TaskQueue:
         required). Every item is validated and encoded before anything is
         stored, so one bad item stores none.
         """
+        records = self.records_for(items)
+        return self._store(records) if records else []
+
+    def records_for(
+        self, items: Iterable[Mapping[str, Any]], *, check_paths: bool = True
+    ) -> list[TaskRecord]:
+        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet.
+
+        ``check_paths=False`` skips the producer's allow-list check of string paths
+        (a schedule's fire: a path that vanished must fail its task in the worker,
+        visibly, instead of stopping the schedule).
+        """
         records: list[TaskRecord] = []
         for position, item in enumerate(items):
             unknown = set(item) - _ENQUEUE_OPTIONS
@@ -223,39 +247,54 @@ class TaskQueue:
                     item.get("interval"),
                     item.get("max_retries"),
                     item.get("timeout"),
-                    item.get("queue", DEFAULT_QUEUE),
-                    item.get("priority", 0),
+                    item.get("queue"),
+                    item.get("priority"),
                     item.get("unique_key"),
+                    check_paths,
                 )
             )
-        return self._store(records) if records else []
+        return records
 
     def _new_record(
         self,
-        func_path: str,
+        func_path: Callable[..., Any] | str,
         args: Sequence[Any] | None,
         kwargs: Mapping[str, Any] | None,
         eta: dt.datetime | None,
         interval: dt.timedelta | float | None,
         max_retries: int | None,
         timeout: float | None,
-        queue: str,
-        priority: int,
+        queue: str | None,
+        priority: int | None,
         unique_key: str | None,
+        check_paths: bool = True,
     ) -> TaskRecord:
         """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
         Built directly, without a :class:`Task` in between: enqueue is a hot path.
+        Options left ``None`` take the declared task's (``@task(...)``), then the
+        queue's defaults.
         """
-        func_path = check_func_path(func_path)
-        queue = normalize_queue(queue)
+        target = func_path
+        func_path = func_path_of(target)
+        declared = declared_options(func_path)
+        queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
+        if priority is None:
+            priority = declared.priority if declared.priority is not None else 0
         priority = normalize_priority(priority)
+        if max_retries is None:
+            max_retries = declared.max_retries
+        if timeout is None:
+            timeout = declared.timeout
         unique_key = normalize_unique_key(unique_key)
         budget = normalize_max_retries(self.max_retries if max_retries is None else max_retries)
         seconds = normalize_timeout(timeout)
         step = normalize_interval(interval)
         moment = normalize_eta(eta)
         payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
+        if check_paths and isinstance(target, str):  # last: it may import the function
+            self.allow.check_enqueue(func_path)
+        self.allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         now = time.time()
         return TaskRecord(
             id=new_task_id(),
@@ -320,7 +359,7 @@ class TaskQueue:
                     task_id, record.func_path, record.unique_key, correlation_id=correlation_id
                 )
         if stored:
-            self._notify()
+            self.notify()
         return ids
 
     # ------------------------------------------------------------------ consuming
@@ -560,7 +599,7 @@ class TaskQueue:
             new_history = append_history(stored_history(task.attempts_history), entry)
         released = self.storage.release(task.id, task.attempt_token, now, new_history)
         if released:
-            self._notify()
+            self.notify()
         return released
 
     def heartbeat(
@@ -674,7 +713,7 @@ class TaskQueue:
         """Run a FAILED or CANCELLED task again, now, with a fresh budget of executions."""
         requeued = self.storage.requeue(check_task_id(task_id), time.time())
         if requeued:
-            self._notify()
+            self.notify()
         return requeued
 
     def retry_failed(self) -> int:
@@ -689,7 +728,7 @@ class TaskQueue:
                 # foreign writer stored, too long for check_task_id, still retries).
                 if self.storage.requeue(record.id, time.time()):
                     count += 1
-            self._notify()
+            self.notify()
 
     def purge(
         self,

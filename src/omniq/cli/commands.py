@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from omniq import OmniQ, Task, TaskStatus
-from omniq.cli import output
+from omniq.cli import output, schedules
 from omniq.cli.errors import EXIT_OK, CommandFailed, UsageError
 from omniq.cli.store import settings_from_args
 
@@ -174,4 +174,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "retry": retry,
     "cancel": cancel,
     "purge": purge,
+    "schedules": schedules.run,
 }

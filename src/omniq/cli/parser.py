@@ -21,9 +21,11 @@ from omniq._validation import (
     normalize_queue,
     normalize_unique_key,
 )
+from omniq.cli import schedules
 from omniq.cli.errors import UsageError
 from omniq.durations import parse_duration
 from omniq.models import TaskStatus
+from omniq.schedules import check_schedule_name
 
 STORE_BACKENDS = ("sqlite", "file", "postgres")
 FINAL_STATUSES = tuple(status.value for status in TaskStatus if status.is_final)
@@ -123,6 +125,12 @@ def unique_key(text: str) -> str:
     key = normalize_unique_key(text)
     assert key is not None
     return key
+
+
+@_checked
+def schedule_name(text: str) -> str:
+    """A schedule name: letters, digits and ``_.:-``, 150 characters at most."""
+    return check_schedule_name(text)
 
 
 @_checked
@@ -403,6 +411,7 @@ def build_parser() -> Parser:
     _add_enqueue(commands)
     _add_inspection(commands)
     _add_operations(commands)
+    schedules.add_parser(commands, _common_options, schedule_name)
     return parser
 
 

@@ -21,12 +21,14 @@ import loguru
 
 from omniq import AsyncOmniQ, OmniQ
 from omniq import logging as omniq_logging
+from omniq.allowlist import AllowList, task_module_names
 from omniq.cli import output
 from omniq.cli.errors import EXIT_OK, CommandFailed, UsageError
 from omniq.cli.progress import Progress, watch_in_loop, watch_in_thread
 from omniq.cli.store import describe_store, settings_from_args
 from omniq.config import Settings
 from omniq.logging import MARKER
+from omniq.tasks import declared_paths
 
 
 def import_modules(modules: Sequence[str]) -> None:
@@ -97,7 +99,10 @@ async def _serve_async(
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped (or ``--limit``/``--duration``); print how many tasks ran."""
     settings = settings_from_args(args, concurrency=args.concurrency)
-    import_modules(args.imports)
+    # --import MOD imports MOD (its @task declarations register) and allows MOD.*.
+    settings = settings.replace(imports=(*settings.imports, *args.imports))
+    import_modules(task_module_names(settings))
+    served = declared_paths()
     progress = Progress(args.limit) if args.limit is not None and not args.json else None
     setup_logging(args.log_level, under_bar=progress is not None and progress.is_tty)
     kind = "asyncio tasks" if args.use_async else "threads"
@@ -109,10 +114,17 @@ def run(args: argparse.Namespace) -> int:
         until = f"for {args.duration:g}s"
     else:
         until = "until Ctrl-C or SIGTERM"
-    served = ", ".join(args.queues) if args.queues else "every queue"
+    queues = ", ".join(args.queues) if args.queues else "every queue"
     output.message(
         f"omniq worker: {settings.concurrency} {kind} on {describe_store(settings)} "
-        f"serving {served}, {until}"
+        f"serving {queues}, {until}"
+    )
+    if served:
+        output.message(f"omniq worker: declared tasks: {', '.join(served)}")
+    allowed = ", ".join(AllowList.from_settings(settings).patterns)
+    output.message(
+        f"omniq worker: also allowed: {allowed or 'nothing else'} "
+        "(see 'Settings.task_modules' / --import)"
     )
     if args.use_async:
         processed = asyncio.run(_serve_async(settings, args, progress))

@@ -136,7 +136,6 @@ class AsyncStorageAdapter(AsyncBaseStorage):
         """See :meth:`AsyncBaseStorage.cancel`."""
         return await arun_blocking(self.inner.cancel, task_id, now)
 
-
     async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """See :meth:`AsyncBaseStorage.put_state`."""
         await arun_blocking(self.inner.put_state, kind, name, data, now)
@@ -158,6 +157,7 @@ class AsyncStorageAdapter(AsyncBaseStorage):
     ) -> bool:
         """See :meth:`AsyncBaseStorage.advance_state`."""
         return await arun_blocking(self.inner.advance_state, kind, name, mark, records)
+
 
 def as_storage(storage: AsyncBaseStorage | BlockingStorage) -> AsyncBaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""

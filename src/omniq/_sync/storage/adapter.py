@@ -137,7 +137,6 @@ class StorageAdapter(BaseStorage):
         """See :meth:`AsyncBaseStorage.cancel`."""
         return run_blocking(self.inner.cancel, task_id, now)
 
-
     def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """See :meth:`AsyncBaseStorage.put_state`."""
         run_blocking(self.inner.put_state, kind, name, data, now)
@@ -159,6 +158,7 @@ class StorageAdapter(BaseStorage):
     ) -> bool:
         """See :meth:`AsyncBaseStorage.advance_state`."""
         return run_blocking(self.inner.advance_state, kind, name, mark, records)
+
 
 def as_storage(storage: BaseStorage | BlockingStorage) -> BaseStorage:
     """``storage`` as this twin's kind of storage; ``TypeError`` for anything else."""
