@@ -66,7 +66,10 @@ def pending_ids(root: Path, queue: str = "default") -> list[str]:
 
 
 def file_settings(root: Path, **overrides: Any) -> Settings:
-    return Settings(backend="file", base_dir=root, poll_interval=0.05, **overrides)
+    """Settings of a file store at ``root``; the tests' task functions may run (allow-list)."""
+    options: dict[str, Any] = {"poll_interval": 0.05, "task_modules": ("task_functions",)}
+    options.update(overrides)
+    return Settings(backend="file", base_dir=root, **options)
 
 
 @contextlib.contextmanager
