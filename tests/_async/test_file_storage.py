@@ -544,7 +544,7 @@ async def test_garbage_in_done_is_quarantined_and_the_worker_goes_on(
     await first.close()
     done = root / "done"
     (done / "stray.bin").write_bytes(b"\xff")
-    (done / "completed" / "stray.json").write_text("{}")  # a status holds queue directories
+    (done / "completed" / "stray.txt").write_text("{}")  # a status holds queue directories
     (done / "completed" / "default" / "notes.txt").write_text("hello")
     (done / "completed" / "default" / f"{finished}.json").write_text('{"truncated": ')
 
@@ -729,6 +729,11 @@ async def test_a_v1_store_is_migrated_in_place_and_its_tasks_run(tmp_path: Path)
         assert later is not None and later["status"] == "pending"
         assert later["eta"] == dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
         assert await omniq.retry(ids["failed"]) is True  # a v1 task is a task like any other
+        # A 0.1.0 worker still running writes its results in the old place: adopted.
+        done = root / "done" / "completed" / "default" / f"{ids['completed']}.json"
+        os.rename(done, root / "done" / "completed" / done.name)
+        assert await omniq.get_result(ids["completed"]) == 42
+        assert done.exists()
         assert visible(root / "quarantine") == [] and hidden_files(root) == []
     finally:
         await omniq.close()

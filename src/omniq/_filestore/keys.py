@@ -97,8 +97,10 @@ class Keys:
                     unlink(temp)
                     return verdict
                 if verdict is not None:  # stale, and locked by us: take it over in place
-                    os.rename(temp, path)
-                    verdict.close()
+                    try:
+                        os.rename(temp, path)
+                    finally:
+                        verdict.close()
                     self.tree.sync_dirs(self.tree.keys)
                     return KeyHandle(path, fd)
         except BaseException:

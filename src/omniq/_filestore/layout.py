@@ -30,7 +30,6 @@ from omniq._fs import FILE_MODE, O_CLOEXEC, O_NOFOLLOW, check_private_file, ensu
 from omniq.exceptions import StorageError
 
 LAYOUT_VERSION = 2
-DEFAULT_QUEUE = "default"  # omniq 0.1.0's only queue
 
 
 class Layout(States):
@@ -110,15 +109,15 @@ class Layout(States):
         moves: list[tuple[Path, Path]] = []
         for name in entries(self.pending):
             if names.V1_PENDING.fullmatch(name):
-                target = self.pending_dir(DEFAULT_QUEUE) / names.migrated_name(name)
+                target = self.pending_dir(names.V1_QUEUE) / names.migrated_name(name)
                 moves.append((self.pending / name, target))
         for name in entries(self.running):
             if names.RUNNING.fullmatch(name):
-                moves.append((self.running / name, self.running_dir(DEFAULT_QUEUE) / name))
+                moves.append((self.running / name, self.running_dir(names.V1_QUEUE) / name))
         for status, directory in self.final.items():
             for name in entries(directory):
                 if names.DONE.fullmatch(name):
-                    moves.append((directory / name, self.final_dir(status, DEFAULT_QUEUE) / name))
+                    moves.append((directory / name, self.final_dir(status, names.V1_QUEUE) / name))
         for source, target in moves:
             if self.is_regular(source):  # a link or a directory is left to the sweep
                 self.ensure_dir(target.parent)
@@ -131,7 +130,7 @@ class Layout(States):
         placed: list[Path] = []
         for name in found:
             if names.V1_PENDING.fullmatch(name) and self.is_regular(self.pending / name):
-                target = self.ensure_dir(self.pending_dir(DEFAULT_QUEUE)) / names.migrated_name(
+                target = self.ensure_dir(self.pending_dir(names.V1_QUEUE)) / names.migrated_name(
                     name
                 )
                 with contextlib.suppress(FileNotFoundError):

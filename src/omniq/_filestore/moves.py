@@ -273,10 +273,13 @@ class Disk(Layout, Inspect):
                 if taken is not None:
                     self.unique.drop(taken)
                 return None
-            if held is not None and next_holder is not None:
-                held = self.unique.replace(held, next_holder)
-            elif taken is None:
-                self.unique.release(key, task_id)
+            try:
+                if held is not None and next_holder is not None:
+                    held = self.unique.replace(held, next_holder)
+                elif taken is None:
+                    self.unique.release(key, task_id)
+            except OSError as error:  # committed all the same: the key file is stale now
+                omniq_logging.log_storage_error("unique key", f"{key!r} of {task_id}: {error}")
             return placed
         finally:
             for handle in (held, taken):

@@ -45,6 +45,7 @@ KEY = re.compile(r"[0-9a-f]{64}")
 _TASK_ID = re.compile(ID)
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 INTENT = ".intent~"
+V1_QUEUE = "default"  # omniq 0.1.0 had one queue: its tasks are this queue's
 FINAL = tuple(sorted(FINAL_STATUSES))  # cancelled, completed, failed
 FINAL_SET = frozenset(FINAL)
 RANK_AT = slice(0, 3)

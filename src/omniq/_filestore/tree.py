@@ -135,9 +135,29 @@ class Tree:
                 is_dir = False
             if is_dir and names.valid_queue(name):
                 found.append(name)
-            elif not (parent == self.pending and names.V1_PENDING.fullmatch(name)):
+            elif not self._adopt_v1(parent, name):
                 self.set_aside(parent / name, "not a queue directory", corrupt=False)
         return found
+
+    def _adopt_v1(self, parent: Path, name: str) -> bool:
+        """Move a file omniq 0.1.0 wrote (a 0.1.0 process still running) into ``default/``.
+
+        True if ``name`` is such a file (pending ones are moved by their own scan).
+        """
+        if parent == self.pending:
+            return names.V1_PENDING.fullmatch(name) is not None
+        if parent == self.running:
+            pattern = names.RUNNING
+        elif parent in self.final.values():
+            pattern = names.DONE
+        else:
+            return False
+        if pattern.fullmatch(name) is None or not self.is_regular(parent / name):
+            return False
+        target = self.ensure_dir(parent / names.V1_QUEUE) / name
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(parent / name, target)
+        return True
 
     # ---------------------------------------------------------------- primitives
 
