@@ -70,6 +70,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncMemoryStorage": "MemoryStorage",
     "AsyncFileStorage": "FileStorage",
     "AsyncSQLiteStorage": "SQLiteStorage",
+    "AsyncSQLiteConnection": "SQLiteConnection",
     "AsyncPostgresStorage": "PostgresStorage",
     "AsyncStorageAdapter": "StorageAdapter",
     "AsyncInlineExecutor": "InlineExecutor",

@@ -445,7 +445,9 @@ class AsyncTaskQueue:
         held the task, and the claimed tasks (see :meth:`dequeue_many`).
         """
         now = time.time()
-        planned = [self._plan(outcome, now, default_max_retries, worker) for outcome in outcomes]
+        planned = [
+            self._plan_safely(outcome, now, default_max_retries, worker) for outcome in outcomes
+        ]
         # Only a claimed attempt (RUNNING, with its token) can report an outcome.
         writable = [
             position
@@ -468,6 +470,20 @@ class AsyncTaskQueue:
                 self._log_outcome(outcome, transition, error, worker)
         return held, await self._decode_claimed(records, now)
 
+    async def fail_unrecordable(
+        self, outcome: Outcome, failure: BaseException, worker: str | None = None
+    ) -> bool:
+        """Fail a task whose outcome the store refuses (see :func:`unrecordable`).
+
+        Returns whether this attempt still held the task.
+        """
+        transition, error = unrecordable(outcome, failure, time.time())
+        task = outcome.task
+        held = await self.storage.finish(task.id, task.attempt_token or "", transition)
+        if held:
+            self._log_outcome(outcome, transition, error, worker)
+        return held
+
     async def _decode_claimed(self, records: Sequence[TaskRecord], now: float) -> list[Task]:
         """Claimed records as tasks; one that cannot be decoded is failed on the spot."""
         tasks: list[Task] = []
@@ -488,6 +504,27 @@ class AsyncTaskQueue:
                     Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
                 )
         return tasks
+
+    def _plan_safely(
+        self,
+        outcome: Outcome,
+        now: float,
+        default_max_retries: int | None,
+        worker: str | None,
+    ) -> tuple[Transition, TaskError | None]:
+        """:meth:`_plan`, or, when planning itself fails, a plain failure of that task alone.
+
+        Validation keeps values in bounds, but a task stored by an older omniq or by
+        hand may still break the plan (its next interval run, its history): that task
+        fails with the reason, and the others of the batch are recorded as usual.
+        """
+        try:
+            return self._plan(outcome, now, default_max_retries, worker)
+        except Exception as failure:
+            omniq_logging.log_serialization_error(
+                "record outcome", f"{type(failure).__name__}: {failure}", task_id=outcome.task.id
+            )
+            return unrecordable(outcome, failure, now)
 
     def _plan(
         self,
@@ -826,6 +863,23 @@ class AsyncTaskQueue:
             worker=None,
         )
         return record_from_task(successor, self.serializer)
+
+
+def unrecordable(
+    outcome: Outcome, failure: BaseException, now: float
+) -> tuple[Transition, TaskError]:
+    """The transition that fails a task whose outcome cannot be recorded as it is.
+
+    No result, no next run, no new history entry: only what surely can be stored.
+    """
+    error = TaskError(
+        error_type=ErrorType.SERIALIZATION,
+        message=f"omniq could not record this execution's outcome: "
+        f"{type(failure).__name__}: {failure}",
+        is_retryable=False,
+        retry_count=outcome.task.attempts,
+    )
+    return Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(error)), error
 
 
 def _as_task_error(error: str | BaseException | TaskError) -> TaskError:
