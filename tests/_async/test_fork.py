@@ -7,7 +7,6 @@ own connections instead of sharing the parent's; both go on working.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ import pytest
 from conftest import requires_persistence
 
 from omniq import AsyncOmniQ
+from omniq._concurrency import run_callable
 
 TWIN = "async" if inspect.iscoroutinefunction(AsyncOmniQ.enqueue) else "sync"
 TASKS = 20
@@ -40,10 +40,9 @@ async def use(omniq: AsyncOmniQ, tag: str) -> list[str]:
 def child(omniq: AsyncOmniQ) -> None:
     """The forked child: use the inherited facade, exit 0 if all went well."""
     try:
-        if TWIN == "async":
-            asyncio.run(use(omniq, "child"))  # type: ignore[arg-type]
-        else:
-            use(omniq, "child")
+        # The blocking primitive in both twins: the coroutine function runs to its end on
+        # an event loop of this (new) process; in the blocking twin use() is plain.
+        run_callable(use, (omniq, "child"), {}, None)
     except BaseException as error:  # reported through the exit code
         print(f"child failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         os._exit(1)
