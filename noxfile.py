@@ -148,7 +148,7 @@ def interop(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(python=MAIN_PYTHON)
-@nox.parametrize("backend", ["sqlite", "postgres"])
+@nox.parametrize("backend", ["sqlite", "file", "postgres"])
 def web(session: nox.Session, backend: str) -> None:
     """The dashboard in a real browser: Debian's headless Chromium (/usr/bin/chromium, which
     .ci/run installs with apt) driven by Playwright; never `playwright install`."""

@@ -2,7 +2,8 @@
 
 The server is the real thing: uvicorn serving ``omniq.web.create_app`` in a thread
 of its own (with its own event loop and its own ``AsyncOmniQ``) on a free port of
-127.0.0.1, over the backend under test (``OMNIQ_TEST_BACKEND``: sqlite or postgres).
+127.0.0.1, over the backend under test (``OMNIQ_TEST_BACKEND``: sqlite, file or
+postgres).
 The browser is Debian's headless Chromium, driven by Playwright
 (``executable_path="/usr/bin/chromium"``; Playwright never downloads a browser here).
 Without Chromium the browser tests are skipped, with the reason, unless ``CI`` is

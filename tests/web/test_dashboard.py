@@ -2,7 +2,7 @@
 
 Each test starts the dashboard (uvicorn, a loopback port) on a store of the backend
 under test, with tasks in every state, and reads, clicks and confirms like a user.
-Run on SQLite and PostgreSQL by ``nox -s web``. The overview and task-page tests
+Run on SQLite, files and PostgreSQL by ``nox -s web``. The overview and task-page tests
 also save screenshots for the docs (``docs/dashboard-overview.png``,
 ``docs/dashboard-task.png``) when run on SQLite.
 """
