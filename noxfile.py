@@ -27,7 +27,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.download_python = "never"
-nox.options.sessions = ["unasync", "lint", "types", "docs", "shared", "tests", "interop"]
+nox.options.sessions = ["unasync", "lint", "types", "docs", "shared", "tests", "interop", "web"]
 
 MAIN_PYTHON = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # requires-python and the classifiers
@@ -145,6 +145,15 @@ def interop(session: nox.Session, backend: str) -> None:
     """One store, both twins: what one writes the other runs."""
     install(session, "dev,postgres")
     session.run("pytest", "tests/interop", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
+
+
+@nox.session(python=MAIN_PYTHON)
+@nox.parametrize("backend", ["sqlite", "file", "postgres"])
+def web(session: nox.Session, backend: str) -> None:
+    """The dashboard in a real browser: Debian's headless Chromium (/usr/bin/chromium, which
+    .ci/run installs with apt) driven by Playwright; never `playwright install`."""
+    install(session, "dev,postgres")
+    session.run("pytest", "tests/web", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
 
 
 @nox.session

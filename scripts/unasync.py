@@ -70,6 +70,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncMemoryStorage": "MemoryStorage",
     "AsyncFileStorage": "FileStorage",
     "AsyncSQLiteStorage": "SQLiteStorage",
+    "AsyncSQLiteConnection": "SQLiteConnection",
     "AsyncPostgresStorage": "PostgresStorage",
     "AsyncPostgresConnections": "PostgresConnections",
     "AsyncPostgresWakeups": "PostgresWakeups",
@@ -82,6 +83,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncLeaseKeeper": "LeaseKeeper",
     "AsyncLeaseRecovery": "LeaseRecovery",
     "AsyncPruner": "Pruner",
+    "AsyncWorkerRegistry": "WorkerRegistry",
     "AsyncScheduler": "Scheduler",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",

@@ -254,3 +254,8 @@ def job_context() -> dict[str, Any]:
 
 def failing_initializer() -> None:
     raise RuntimeError("no logging here")
+
+
+def echo_value(value: Any) -> Any:
+    """Return ``value`` unchanged."""
+    return value

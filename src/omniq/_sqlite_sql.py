@@ -274,6 +274,36 @@ def list_of(status: bool, queue: bool) -> str:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def find_of(status: bool, queue: bool, func: bool, task_id: bool, parent: bool) -> str:
+    """A page of tasks matching a :class:`~omniq.records.TaskFilter` (the set fields, in
+    this order, are the parameters), newest change first."""
+    terms = [
+        term
+        for term, wanted in (
+            ("status = ?", status),
+            ("queue = ?", queue),
+            ("instr(func_path, ?) > 0", func),
+            ("instr(id, ?) > 0", task_id),
+            ("parent_id = ?", parent),
+        )
+        if wanted
+    ]
+    where = f"WHERE {' AND '.join(terms)}" if terms else ""
+    return (
+        f"SELECT {COLUMNS} FROM {TABLE} {where} ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
+    )
+
+
+# Finished tasks per (time slot, queue, status) since a moment: a range of the finished
+# index (the slot, the since time and the since time again are the parameters).
+COUNT_FINISHED = f"""
+    SELECT CAST((finished_at - ?) / ? AS INTEGER) AS slot, queue, status, COUNT(*)
+    FROM {TABLE} INDEXED BY {TABLE}_finished
+    WHERE status IN ({_FINAL}) AND finished_at >= ?
+    GROUP BY slot, queue, status
+"""
+
 STATE_COLUMNS = "kind, name, data, updated_at, mark"
 PUT_STATE = (
     f"INSERT INTO {STATE_TABLE} (kind, name, data, updated_at) VALUES (?, ?, ?, ?) "

@@ -10,6 +10,7 @@ so log correlation ids follow a task onto its thread.
 from __future__ import annotations
 
 import contextvars
+import os
 import queue
 import sys
 import threading
@@ -48,12 +49,19 @@ class ThreadCache:
 
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self.idle_seconds = idle_seconds
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start empty: in a forked child none of the parent's threads exist."""
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for a job and not yet promised one
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._pid = os.getpid()
 
     def submit(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> ThreadHandle:
         """Run ``fn(*args)`` on an idle thread, or a new one; return its handle."""
+        if self._pid != os.getpid():
+            self._reset()  # forked without the at-fork hook (or before it ran)
         handle = ThreadHandle(name)
         job: _Job = (contextvars.copy_context(), fn, args, handle)
         with self._lock:
@@ -91,3 +99,7 @@ class ThreadCache:
 
 THREADS = ThreadCache()
 """The process-wide cache both twins use."""
+
+if hasattr(os, "register_at_fork"):
+    # A child must not count on (or queue jobs for) threads that stayed in the parent.
+    os.register_at_fork(after_in_child=THREADS._reset)

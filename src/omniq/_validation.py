@@ -361,3 +361,20 @@ def normalize_task_modules(value: Any) -> tuple[str, ...]:
                 f"(a leading wildcard would allow any importable function), got {pattern!r}"
             )
     return patterns
+
+
+MAX_SEARCH_LENGTH = 255
+
+
+def normalize_search(name: str, text: Any) -> str | None:
+    """A piece of text to look for (in a function path, an id); empty or ``None``: none."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {short_repr(text)}")
+    if len(text) > MAX_SEARCH_LENGTH or "\x00" in text:
+        raise ValueError(
+            f"{name} must be at most {MAX_SEARCH_LENGTH} characters without NUL, "
+            f"got {short_repr(text)}"
+        )
+    return check_text(text, name) or None

@@ -19,26 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import time as daytime
-from datetime import timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from loguru import logger as _root_logger
 
+from omniq._log_format import format_dev, format_prod
 from omniq._logfile import make_private_dirs, private_compression, private_opener, touch_private
 
 if TYPE_CHECKING:
@@ -57,13 +56,17 @@ __all__ = [
     "configure",
     "current_correlation_id",
     "get_logger",
+    "log_hook_error",
     "log_permissions_tightened",
+    "log_schedule_fired",
     "log_serialization_error",
     "log_storage_error",
     "log_task_completed",
+    "log_task_deduplicated",
     "log_task_enqueued",
     "log_task_failed",
     "log_task_started",
+    "log_tasks_pruned",
     "log_worker_started",
     "log_worker_stopped",
     "reset",
@@ -346,7 +349,7 @@ def _apply(settings: _Settings, *, follower: bool = False) -> None:
     if settings.file is not None:
         _check_writable(settings.file, settings.sources)
 
-    formatter = _format_prod if settings.mode == "PROD" else _format_dev
+    formatter = format_prod if settings.mode == "PROD" else format_dev
     added: list[int] = []
     try:
         if settings.file is not None:
@@ -539,99 +542,6 @@ def _is_omniq_record(record: Record) -> bool:
     return name is not None and (name == LOGGER_NAME or name.startswith("omniq."))
 
 
-# --------------------------------------------------------------------------- formatting
-
-# Shown first, in this order, in both modes; PROD always emits them (null when unset) so
-# every line has the same schema.
-_CONTEXT_FIELDS = ("task_id", "operation", "worker", "correlation_id")
-_PROD_RESERVED = frozenset({"timestamp", "level", "logger", "message", "exception"})
-# "event" names the helper that logged; the DEV message already says it in words.
-_DEV_HIDDEN = frozenset({MARKER, "event"})
-
-# The formatters leave their output in these top-level record keys and return a template that
-# reads them back. Top-level keys, unlike "extra" (loguru's documented spot), are invisible to
-# the application's sinks: loguru serializes and shows only its own record fields.
-_JSON_KEY = "_omniq_json"
-_CONTEXT_KEY = "_omniq_context"
-
-_DEV_LINE = (
-    "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <8}</level> | "
-    "<cyan>{name}</cyan>:<cyan>{line}</cyan> | <level>{message}</level>\n"
-)
-_DEV_FORMAT = _DEV_LINE + "{exception}"
-_DEV_FORMAT_WITH_CONTEXT = _DEV_LINE + "<dim>└── {" + _CONTEXT_KEY + "}</dim>\n{exception}"
-_PROD_FORMAT = "{" + _JSON_KEY + "}\n"
-# One shared encoder: json.dumps() with options builds a new one per call. NaN is refused
-# because it is not JSON; unknown objects fall back to str().
-_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False, allow_nan=False)
-
-
-def _format_dev(record: Record) -> str:
-    extra = record["extra"]
-    parts = [
-        f"{key}: {_dev_value(extra[key])}"
-        for key in _CONTEXT_FIELDS
-        if key in extra
-        # The correlation id is worth a column only when it says something the task id doesn't.
-        and not (key == "correlation_id" and extra[key] == extra.get("task_id"))
-    ]
-    parts.extend(
-        f"{key}: {_dev_value(value)}"
-        for key, value in extra.items()
-        if key not in _DEV_HIDDEN and key not in _CONTEXT_FIELDS
-    )
-    if not parts:
-        return _DEV_FORMAT
-    record[_CONTEXT_KEY] = " | ".join(parts)  # type: ignore[literal-required]
-    return _DEV_FORMAT_WITH_CONTEXT
-
-
-def _dev_value(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _format_prod(record: Record) -> str:
-    record[_JSON_KEY] = _json_line(record)  # type: ignore[literal-required]
-    return _PROD_FORMAT
-
-
-def _json_line(record: Record) -> str:
-    """One JSON object, no newline: the spec's fields, then any other bound extras."""
-    utc = record["time"].astimezone(timezone.utc)
-    extra = record["extra"]
-    payload: dict[str, Any] = {
-        "timestamp": utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "level": record["level"].name,
-        "logger": record["name"],
-        "message": record["message"],
-    }
-    for key in _CONTEXT_FIELDS:
-        payload[key] = extra.get(key)
-    for key, value in extra.items():
-        if key == MARKER or key in _CONTEXT_FIELDS:
-            continue
-        # Never let a bound extra overwrite a field the schema promises.
-        payload[f"extra_{key}" if key in _PROD_RESERVED else str(key)] = value
-    exception = record["exception"]
-    if exception is not None:
-        payload["exception"] = "".join(
-            traceback.format_exception(exception.type, exception.value, exception.traceback)
-        ).rstrip("\n")
-    try:
-        return _ENCODER.encode(payload)
-    except (TypeError, ValueError):
-        # Odd extras (non-string keys inside a dict, NaN): keep the line, stringify the values.
-        return _ENCODER.encode({key: _json_safe(value) for key, value in payload.items()})
-
-
-def _json_safe(value: object) -> object:
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float) and value == value and value not in (float("inf"), -float("inf")):
-        return value
-    return str(value)
-
-
 # --------------------------------------------------------------------------- core API
 
 
@@ -765,158 +675,19 @@ class _TaskScope:
                 exc._omniq_logged = True  # type: ignore[attr-defined]
 
 
-# --------------------------------------------------------------------------- event helpers
-#
-# Each helper starts with the same test so that, with logging off or its level filtered
-# out, a call costs two global loads and a return: no formatting, no bind. They run per task
-# on the hot path. The right-hand side runs once per process at most: the first call looks
-# at the environment.
-# Fields are merged into one dict before bind() so a caller's extra can't collide with them.
-
-
-def _task_fields(task_id: str, operation: str, event: str, extra: dict[str, Any]) -> dict[str, Any]:
-    fields = {"operation": operation, **extra, "task_id": task_id, "event": event}
-    if fields.get("correlation_id") is None:
-        fields["correlation_id"] = _correlation.get() or task_id
-    return fields
-
-
-def log_task_enqueued(task_id: str, func_path: str, **extra: Any) -> None:
-    """Log (INFO) that ``task_id`` was enqueued to run ``func_path``."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = _task_fields(task_id, "enqueue", "task_enqueued", extra)
-    fields["func_path"] = func_path
-    _events.bind(**fields).info(f"Task {task_id} enqueued: {func_path}")
-
-
-def log_task_deduplicated(
-    task_id: str, func_path: str, unique_key: str | None, **extra: Any
-) -> None:
-    """Log (INFO) that an enqueue of ``func_path`` was answered by ``task_id``, which holds
-    its ``unique_key`` (so nothing new was stored)."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = _task_fields(task_id, "enqueue", "task_deduplicated", extra)
-    fields["func_path"] = func_path
-    fields["unique_key"] = unique_key
-    _events.bind(**fields).info(
-        f"Task {task_id} already holds unique key {unique_key!r}: {func_path} not enqueued again"
-    )
-
-
-def log_task_started(task_id: str, attempt: int, **extra: Any) -> None:
-    """Log (INFO) that attempt number ``attempt`` (1-based) of ``task_id`` started."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = _task_fields(task_id, "execute", "task_started", extra)
-    fields["attempt"] = attempt
-    _events.bind(**fields).info(f"Task {task_id} started (attempt {attempt})")
-
-
-def log_task_completed(task_id: str, attempt: int, **extra: Any) -> None:
-    """Log (INFO) that ``task_id`` completed on attempt ``attempt``; pass ``duration=`` seconds."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = _task_fields(task_id, "execute", "task_completed", extra)
-    fields["attempt"] = attempt
-    duration = fields.get("duration")
-    took = f" in {duration:.3f}s" if isinstance(duration, (int, float)) else ""
-    _events.bind(**fields).info(f"Task {task_id} completed (attempt {attempt}){took}")
-
-
-def log_task_failed(
-    task_id: str, error: str | BaseException, will_retry: bool = False, **extra: Any
-) -> None:
-    """Log that ``task_id`` failed: WARNING if it will be retried, ERROR if that was final.
-
-    An exception passed as ``error`` is logged with its traceback.
-    """
-    level = _WARNING if will_retry else _ERROR
-    if _threshold > level and (_env_checked or _configure_from_env() > level):
-        return
-    fields = _task_fields(task_id, "execute", "task_failed", extra)
-    fields["error"] = str(error)
-    fields["will_retry"] = will_retry
-    outcome = "will retry" if will_retry else "no retries left"
-    _event_logger(error).bind(**fields).log(
-        "WARNING" if level == _WARNING else "ERROR", f"Task {task_id} failed: {error} ({outcome})"
-    )
-
-
-def log_worker_started(worker_id: str, **extra: Any) -> None:
-    """Log (INFO) that worker (pool) ``worker_id`` started."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    _events.bind(**{**extra, "worker": worker_id, "event": "worker_started"}).info(
-        f"Worker {worker_id} started"
-    )
-
-
-def log_worker_stopped(worker_id: str, **extra: Any) -> None:
-    """Log (INFO) that worker (pool) ``worker_id`` stopped."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    _events.bind(**{**extra, "worker": worker_id, "event": "worker_stopped"}).info(
-        f"Worker {worker_id} stopped"
-    )
-
-
-def log_hook_error(stage: str, error: BaseException, **extra: Any) -> None:
-    """Log (ERROR) that a ``stage`` hook raised ``error``; keeps its traceback."""
-    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
-        return
-    fields = {**extra, "hook": stage, "error": str(error), "event": "hook_error"}
-    _event_logger(error).bind(**fields).error(f"The {stage} hook raised {error!r}")
-
-
-def log_schedule_fired(name: str, fire_time: str, task_id: str, **extra: Any) -> None:
-    """Log (INFO) that schedule ``name`` enqueued ``task_id`` for its fire at ``fire_time``."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = {**extra, "schedule": name, "fire_time": fire_time, "task_id": task_id}
-    fields["event"] = "schedule_fired"
-    _events.bind(**fields).info(f"Schedule {name} fired for {fire_time}: task {task_id}")
-
-
-def log_tasks_pruned(count: int, retention: float, **extra: Any) -> None:
-    """Log (INFO) that ``count`` finished tasks older than ``retention`` seconds were deleted."""
-    if _threshold > _INFO and (_env_checked or _configure_from_env() > _INFO):
-        return
-    fields = {**extra, "count": count, "retention": retention, "event": "tasks_pruned"}
-    _events.bind(**fields).info(
-        f"Pruned {count} finished task(s) older than the retention of {retention:g}s"
-    )
-
-
-def log_storage_error(operation: str, error: str | BaseException, **extra: Any) -> None:
-    """Log (ERROR) a storage failure during ``operation``; keeps an exception's traceback."""
-    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
-        return
-    fields = {**extra, "operation": operation, "error": str(error), "event": "storage_error"}
-    _event_logger(error).bind(**fields).error(f"Storage error in {operation}: {error}")
-
-
-def log_permissions_tightened(path: str, old_mode: str, new_mode: str, **extra: Any) -> None:
-    """Log (WARNING) that omniq narrowed the mode of one of its files or directories."""
-    if _threshold > _WARNING and (_env_checked or _configure_from_env() > _WARNING):
-        return
-    fields = {**extra, "path": path, "old_mode": old_mode, "mode": new_mode}
-    _events.bind(**fields, event="permissions_tightened").warning(
-        f"{path} was mode {old_mode}, open to other users: changed to {new_mode}"
-    )
-
-
-def log_serialization_error(operation: str, error: str | BaseException, **extra: Any) -> None:
-    """Log (ERROR) a serialization failure during ``operation``; keeps an exception's traceback."""
-    if _threshold > _ERROR and (_env_checked or _configure_from_env() > _ERROR):
-        return
-    fields = {**extra, "operation": operation, "error": str(error), "event": "serialization_error"}
-    _event_logger(error).bind(**fields).error(f"Serialization error in {operation}: {error}")
-
-
-def _event_logger(error: str | BaseException) -> Logger:
-    if not isinstance(error, BaseException):
-        return _events
-    # opt() resets every option it is not given, so depth must be restated with exception.
-    return _marked.opt(depth=1, exception=error)
+# The event helpers live in omniq._log_events (imported last: it reads this module).
+from omniq._log_events import (  # noqa: E402
+    log_hook_error,
+    log_permissions_tightened,
+    log_schedule_fired,
+    log_serialization_error,
+    log_storage_error,
+    log_task_completed,
+    log_task_deduplicated,
+    log_task_enqueued,
+    log_task_failed,
+    log_task_started,
+    log_tasks_pruned,
+    log_worker_started,
+    log_worker_stopped,
+)

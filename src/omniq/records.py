@@ -422,3 +422,34 @@ class Outcome:
     error: TaskError | None = None
     duration: float | None = None
     started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a listing wants (:meth:`find_tasks` of a storage). ``None``: any.
+
+    ``func_contains`` and ``id_contains`` match a piece of the function path or of
+    the id (case-sensitive, no wildcards); ``parent_id`` finds the next runs of an
+    interval task.
+    """
+
+    status: str | None = None
+    queue: str | None = None
+    func_contains: str | None = None
+    id_contains: str | None = None
+    parent_id: str | None = None
+
+    @property
+    def is_simple(self) -> bool:
+        """Whether only ``status`` and ``queue`` are set (what ``list_tasks`` can do)."""
+        return self.func_contains is None and self.id_contains is None and self.parent_id is None
+
+    def matches(self, record: TaskRecord) -> bool:
+        """Whether ``record`` passes every condition set."""
+        return (
+            (self.status is None or record.status == self.status)
+            and (self.queue is None or record.queue == self.queue)
+            and (self.func_contains is None or self.func_contains in record.func_path)
+            and (self.id_contains is None or self.id_contains in record.id)
+            and (self.parent_id is None or record.parent_id == self.parent_id)
+        )

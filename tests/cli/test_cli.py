@@ -286,6 +286,21 @@ def test_the_worker_says_which_declared_tasks_it_serves(cli: Cli, tmp_path: Path
     assert cli.task(task_id)["result"] == 42
 
 
+def test_schedules_are_listed_and_removed(cli: Cli) -> None:
+    with OmniQ(Settings(base_dir=cli.base_dir)) as omniq:
+        omniq.schedule("nightly", "task_functions.add", cron="0 3 * * *", args=[1, 2])
+        omniq.schedule("often", "task_functions.add", every=600, args=[3, 4])
+    table = cli.ok("schedules")
+    assert "nightly" in table and "cron 0 3 * * * (UTC)" in table and "every 0:10:00" in table
+    listed = cli.json("schedules")
+    assert [entry["name"] for entry in listed] == ["nightly", "often"]
+    assert listed[0]["next_fire"] is not None and listed[0]["task"] == "task_functions.add"
+    assert cli.json("schedules", "remove", "often") == {"name": "often", "removed": True}
+    assert [entry["name"] for entry in cli.json("schedules")] == ["nightly"]
+    expect_usage_error(cli.run("schedules", "remove", "often"), "no schedule named 'often'")
+    expect_usage_error(cli.run("schedules", "remove", "bad name"), "'bad name'")
+
+
 def test_json_output_of_enqueue(cli: Cli) -> None:
     created = cli.json("enqueue", "task_functions.add", "--args", "[1, 2]")
     assert set(created) == {"id"}

@@ -88,6 +88,23 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel: zipfile.ZipFile) ->
     assert sources == {n for n in names if n.endswith(".py")}
 
 
+def test_the_wheel_holds_the_dashboard_assets(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    web = ROOT / "src" / "omniq" / "web"
+    assets = {
+        "omniq/web/" + path.relative_to(web).as_posix()
+        for folder in ("templates", "static")
+        for path in (web / folder).iterdir()
+        if path.is_file()
+    }
+    assert {"omniq/web/static/omniq.js", "omniq/web/templates/base.html"} <= assets
+    assert assets <= names  # every template and asset: the dashboard needs no CDN
+    metadata = _metadata(wheel)
+    assert "web" in metadata.get_all("Provides-Extra", [])
+    requires = metadata.get_all("Requires-Dist", [])
+    assert any(dep.startswith("starlette") and 'extra == "web"' in dep for dep in requires)
+
+
 def test_the_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     metadata = _metadata(wheel)
     assert metadata["Requires-Python"] == ">=3.10"

@@ -17,7 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from omniq._async.eager import run_inline, run_many_inline
+from omniq._async.monitor import collect_metrics
 from omniq._async.queue import AsyncTaskQueue
+from omniq._async.registry import read_workers
 from omniq._async.scheduler import KIND as SCHEDULE_KIND
 from omniq._async.scheduler import StoredSchedule, load_schedules, store_schedule
 from omniq._async.storage.base import AsyncBaseStorage
@@ -32,6 +34,7 @@ from omniq.config import Settings
 from omniq.exceptions import StorageError, TaskCancelled, TaskFailed, TaskNotFound
 from omniq.hooks import F, Hooks
 from omniq.models import Task, TaskStatus
+from omniq.monitoring import Metrics, WorkerInfo
 from omniq.schedules import Schedule, check_schedule_name
 from omniq.serialization import Serializer
 from omniq.tasks import func_path_of
@@ -217,17 +220,33 @@ class AsyncOmniQ:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        *,
+        function: str | None = None,
+        id_contains: str | None = None,
+        parent_id: str | None = None,
     ) -> list[Task]:
-        """Tasks, most recently changed first, optionally only those of ``status``/``queue``."""
-        return await self.queue.list_tasks(status, limit, offset, queue)
+        """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
+
+        ``function``/``id_contains``: only tasks whose function path/id contains that
+        text; ``parent_id``: the next runs of that interval task.
+        """
+        return await self.queue.list_tasks(
+            status,
+            limit,
+            offset,
+            queue,
+            function=function,
+            id_contains=id_contains,
+            parent_id=parent_id,
+        )
 
     async def retry(self, task_id: str) -> bool:
         """Run a FAILED or CANCELLED task again with a fresh budget; False otherwise."""
         return await self.queue.retry(task_id)
 
-    async def retry_failed(self) -> int:
-        """Run every FAILED task again; return how many."""
-        return await self.queue.retry_failed()
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Run every FAILED task (of ``queue``, or of every queue) again; return how many."""
+        return await self.queue.retry_failed(queue)
 
     async def purge(
         self,
@@ -244,6 +263,20 @@ class AsyncOmniQ:
     async def stats(self) -> dict[str, Any]:
         """Counts per status, ``total``, ``next_eta``, and per queue its counts (``queues``)."""
         return await self.queue.stats()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The worker pools registered in the store (any process, any machine).
+
+        Alive ones first (``alive``: a heartbeat within their lease), then lost ones,
+        whose records are deleted after ten leases without a heartbeat.
+        """
+        return await read_workers(self.queue.storage)
+
+    async def metrics(self) -> Metrics:
+        """A snapshot for monitoring: counts per queue and status, tasks finished per
+        minute over the last hour, the wait of each queue's oldest due task, the
+        registered workers and the stored schedules (see :class:`omniq.monitoring.Metrics`)."""
+        return await collect_metrics(self.queue)
 
     # ------------------------------------------------------------------ schedules
 
@@ -319,8 +352,8 @@ class AsyncOmniQ:
         Accepted: ``concurrency``, ``poll_interval``, ``max_retries``,
         ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``, ``prefetch``,
         ``handle_signals``, ``name``, ``queues`` (the queues served; default every
-        queue), ``retention`` (default ``Settings.retention``) and ``schedules`` (whether it
-        fires schedules; default True). The pool runs this facade's hooks.
+        queue), ``retention`` (default ``Settings.retention``), ``schedules`` (whether it
+        fires schedules; default True) and ``health_file``. The pool runs this facade's hooks.
         """
         options: dict[str, Any] = {
             "concurrency": self.settings.concurrency,

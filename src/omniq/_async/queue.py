@@ -31,6 +31,7 @@ from omniq._validation import (
     normalize_max_retries,
     normalize_priority,
     normalize_queue,
+    normalize_search,
     normalize_timeout,
     normalize_unique_key,
     positive_int,
@@ -45,6 +46,7 @@ from omniq.records import (
     FINAL_STATUSES,
     STATUSES,
     Outcome,
+    TaskFilter,
     TaskRecord,
     Transition,
     encode_error,
@@ -220,8 +222,15 @@ class AsyncTaskQueue:
         records = self.records_for(items)
         return await self._store(records) if records else []
 
-    def records_for(self, items: Iterable[Mapping[str, Any]]) -> list[TaskRecord]:
-        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet."""
+    def records_for(
+        self, items: Iterable[Mapping[str, Any]], *, check_paths: bool = True
+    ) -> list[TaskRecord]:
+        """The validated, encoded records of :meth:`enqueue_many` items, not stored yet.
+
+        ``check_paths=False`` skips the producer's allow-list check of string paths
+        (a schedule's fire: a path that vanished must fail its task in the worker,
+        visibly, instead of stopping the schedule).
+        """
         records: list[TaskRecord] = []
         for position, item in enumerate(items):
             unknown = set(item) - _ENQUEUE_OPTIONS
@@ -242,6 +251,7 @@ class AsyncTaskQueue:
                     item.get("queue"),
                     item.get("priority"),
                     item.get("unique_key"),
+                    check_paths,
                 )
             )
         return records
@@ -258,6 +268,7 @@ class AsyncTaskQueue:
         queue: str | None,
         priority: int | None,
         unique_key: str | None,
+        check_paths: bool = True,
     ) -> TaskRecord:
         """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
@@ -282,7 +293,7 @@ class AsyncTaskQueue:
         step = normalize_interval(interval)
         moment = normalize_eta(eta)
         payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
-        if isinstance(target, str):  # last: it may import the function
+        if check_paths and isinstance(target, str):  # last: it may import the function
             self.allow.check_enqueue(func_path)
         self.allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         now = time.time()
@@ -436,7 +447,9 @@ class AsyncTaskQueue:
         held the task, and the claimed tasks (see :meth:`dequeue_many`).
         """
         now = time.time()
-        planned = [self._plan(outcome, now, default_max_retries, worker) for outcome in outcomes]
+        planned = [
+            self._plan_safely(outcome, now, default_max_retries, worker) for outcome in outcomes
+        ]
         # Only a claimed attempt (RUNNING, with its token) can report an outcome.
         writable = [
             position
@@ -459,6 +472,20 @@ class AsyncTaskQueue:
                 self._log_outcome(outcome, transition, error, worker)
         return held, await self._decode_claimed(records, now)
 
+    async def fail_unrecordable(
+        self, outcome: Outcome, failure: BaseException, worker: str | None = None
+    ) -> bool:
+        """Fail a task whose outcome the store refuses (see :func:`unrecordable`).
+
+        Returns whether this attempt still held the task.
+        """
+        transition, error = unrecordable(outcome, failure, time.time())
+        task = outcome.task
+        held = await self.storage.finish(task.id, task.attempt_token or "", transition)
+        if held:
+            self._log_outcome(outcome, transition, error, worker)
+        return held
+
     async def _decode_claimed(self, records: Sequence[TaskRecord], now: float) -> list[Task]:
         """Claimed records as tasks; one that cannot be decoded is failed on the spot."""
         tasks: list[Task] = []
@@ -479,6 +506,27 @@ class AsyncTaskQueue:
                     Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
                 )
         return tasks
+
+    def _plan_safely(
+        self,
+        outcome: Outcome,
+        now: float,
+        default_max_retries: int | None,
+        worker: str | None,
+    ) -> tuple[Transition, TaskError | None]:
+        """:meth:`_plan`, or, when planning itself fails, a plain failure of that task alone.
+
+        Validation keeps values in bounds, but a task stored by an older omniq or by
+        hand may still break the plan (its next interval run, its history): that task
+        fails with the reason, and the others of the batch are recorded as usual.
+        """
+        try:
+            return self._plan(outcome, now, default_max_retries, worker)
+        except Exception as failure:
+            omniq_logging.log_serialization_error(
+                "record outcome", f"{type(failure).__name__}: {failure}", task_id=outcome.task.id
+            )
+            return unrecordable(outcome, failure, now)
 
     def _plan(
         self,
@@ -714,9 +762,15 @@ class AsyncTaskQueue:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        *,
+        function: str | None = None,
+        id_contains: str | None = None,
+        parent_id: str | None = None,
     ) -> list[Task]:
         """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
 
+        ``function`` and ``id_contains`` keep the tasks whose function path or id
+        contains that text; ``parent_id`` the next runs of that interval task.
         ``limit`` is 1 to 2**31-1, ``offset`` 0 to 2**31-1. A damaged task is listed
         with what can be decoded (see :meth:`get_task`); a record that is no task at
         all (an unknown status) is skipped and logged.
@@ -724,9 +778,15 @@ class AsyncTaskQueue:
         wanted = None if status is None else TaskStatus(status).value
         positive_int("limit", limit)
         non_negative_int("offset", offset)
-        chosen_queue = None if queue is None else normalize_queue(queue)
+        query = TaskFilter(
+            status=wanted,
+            queue=None if queue is None else normalize_queue(queue),
+            func_contains=normalize_search("function", function),
+            id_contains=normalize_search("id_contains", id_contains),
+            parent_id=None if parent_id is None else check_task_id(parent_id),
+        )
         tasks: list[Task] = []
-        for record in await self.storage.list_tasks(wanted, limit, offset, chosen_queue):
+        for record in await self.storage.find_tasks(query, limit, offset):
             try:
                 tasks.append(readable_task(record, self.serializer))
             except (ValueError, TypeError) as error:
@@ -740,11 +800,16 @@ class AsyncTaskQueue:
             self.notify()
         return requeued
 
-    async def retry_failed(self) -> int:
-        """Run every FAILED task again (see :meth:`retry`); return how many."""
+    async def retry_failed(self, queue: str | None = None) -> int:
+        """Run every FAILED task (of ``queue``, or of all) again (see :meth:`retry`);
+        return how many."""
+        chosen = None if queue is None else normalize_queue(queue)
         count = 0
+        kept = 0  # failed tasks that stay failed (their unique key is taken): skipped
         while True:
-            batch = await self.storage.list_tasks(TaskStatus.FAILED.value, _RECOVERY_BATCH)
+            batch = await self.storage.list_tasks(
+                TaskStatus.FAILED.value, _RECOVERY_BATCH, kept, chosen
+            )
             if not batch:
                 return count
             for record in batch:
@@ -752,6 +817,8 @@ class AsyncTaskQueue:
                 # foreign writer stored, too long for check_task_id, still retries).
                 if await self.storage.requeue(record.id, time.time()):
                     count += 1
+                else:
+                    kept += 1
             self.notify()
 
     async def purge(
@@ -865,6 +932,23 @@ def _unrecoverable(record: TaskRecord, now: float, why: str) -> Transition:
     return Transition(
         status=TaskStatus.FAILED.value, now=now, error=encode_error(error), expired_before=now
     )
+
+
+def unrecordable(
+    outcome: Outcome, failure: BaseException, now: float
+) -> tuple[Transition, TaskError]:
+    """The transition that fails a task whose outcome cannot be recorded as it is.
+
+    No result, no next run, no new history entry: only what surely can be stored.
+    """
+    error = TaskError(
+        error_type=ErrorType.SERIALIZATION,
+        message=f"omniq could not record this execution's outcome: "
+        f"{type(failure).__name__}: {failure}",
+        is_retryable=False,
+        retry_count=outcome.task.attempts,
+    )
+    return Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(error)), error
 
 
 def _as_task_error(error: str | BaseException | TaskError) -> TaskError:

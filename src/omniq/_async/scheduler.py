@@ -106,7 +106,12 @@ class AsyncScheduler(AsyncDuty):
         now = self.clock()
         soonest = LONGEST_SLEEP
         for stored in await load_schedules(self.queue):
-            await self._fire_due(stored, now)
+            try:
+                await self._fire_due(stored, now)
+            except (TypeError, ValueError) as error:  # this schedule's fires cannot be built
+                omniq_logging.log_serialization_error(
+                    "schedule", str(error), schedule=stored.schedule.name, worker=self.owner
+                )
             upcoming = next_fire(stored.schedule, now)
             if upcoming is not None:
                 soonest = min(soonest, (upcoming - now).total_seconds())
@@ -116,7 +121,7 @@ class AsyncScheduler(AsyncDuty):
         schedule = stored.schedule
         since = stored.last_fire or stored.updated_at
         for fire_time in due_fires(schedule, since, now):
-            records = self.queue.records_for([schedule.enqueue_item(fire_time)])
+            records = self.queue.records_for([schedule.enqueue_item(fire_time)], check_paths=False)
             fired = await self.queue.storage.advance_state(
                 KIND, schedule.name, fire_time.timestamp(), records
             )

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from omniq import logging as omniq_logging
@@ -30,6 +32,7 @@ from omniq._async.duties import (
 )
 from omniq._async.executor import AsyncInlineExecutor, log_lost
 from omniq._async.queue import AsyncTaskQueue
+from omniq._async.registry import AsyncWorkerRegistry
 from omniq._async.scheduler import AsyncScheduler
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._backoff import Backoff, FailureReport
@@ -56,6 +59,7 @@ from omniq._validation import (
 )
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
+from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
 from omniq.models import ErrorType, Task, TaskError
 from omniq.records import Outcome
@@ -99,6 +103,8 @@ class AsyncWorkerPool:
       the pool's :meth:`on_worker_start`, :meth:`before_task`... add more).
     * ``schedules``: fire the store's due schedules (default True; see
       ``omniq._async.scheduler``).
+    * ``health_file``: a file the pool touches on every registry heartbeat (every
+      third of the lease), for a container's liveness probe.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class AsyncWorkerPool:
         retention: dt.timedelta | float | None = DEFAULT_RETENTION,
         hooks: Hooks | None = None,
         schedules: bool = True,
+        health_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._owns_queue = queue is None
         if queue is None:
@@ -146,6 +153,7 @@ class AsyncWorkerPool:
         if not isinstance(schedules, bool):
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
+        self.health_file = None if health_file is None else Path(health_file)
         self.executor = AsyncInlineExecutor(queue.allow, self.max_retries)
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
@@ -156,11 +164,14 @@ class AsyncWorkerPool:
         self._duties = AsyncDuties(self.name)
         self._store_backoff = Backoff(first=0.05, cap=_STORE_BACKOFF_CAP)
         self._store_report = FailureReport("finish_and_claim", worker=self.name)
+        self._settle_alone = False  # after a refused batch: record outcomes one by one
+        self._refused: dict[str, int] = {}  # task id -> times its outcome alone was refused
         self._started = False
         self._stopping = False
         self._aborting = False
         self._serving = False
         self._processed = 0
+        self._failed = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency})"
@@ -169,6 +180,11 @@ class AsyncWorkerPool:
     def processed(self) -> int:
         """How many task executions this pool has finished (succeeded or failed)."""
         return self._processed
+
+    @property
+    def failed(self) -> int:
+        """How many of those executions failed (raised, timed out; retried or not)."""
+        return self._failed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,6 +198,7 @@ class AsyncWorkerPool:
             chosen.append(AsyncPruner(self.queue, self.retention, self.name))
         if self.schedules:
             chosen.append(AsyncScheduler(self.queue, self.name))
+        chosen.append(AsyncWorkerRegistry.for_pool(self.queue.storage, self))
         return chosen
 
     def on_worker_start(self, fn: F) -> F:
@@ -206,7 +223,13 @@ class AsyncWorkerPool:
             return
         # Created here rather than in __init__, so it belongs to the running loop.
         self._wake = AsyncEvent()
-        await self.queue.open()
+        try:
+            await self.queue.open()
+        except StorageError as error:
+            # Not fatal: a store that cannot be opened now (a read-only or full disk, a
+            # server down) is opened by the next call; the pool retries with back-off
+            # and serves as soon as it is back.
+            self._store_report.failed(error, self._store_backoff.failed())
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
         for hook in self.hooks.of("worker_start"):
@@ -370,6 +393,8 @@ class AsyncWorkerPool:
             outcomes, self._finished = self._finished, []
         if not outcomes and wanted <= 0:
             return 0, None
+        if self._settle_alone and outcomes:
+            return 0, await self._settle_one_by_one(outcomes)
         try:
             held, tasks = await self.queue.settle_and_claim(
                 outcomes, wanted, self.lease_timeout, self.max_retries, self.name, self.queues
@@ -379,22 +404,77 @@ class AsyncWorkerPool:
         except Exception as error:  # a busy or broken store: log, back off, try again
             with self._guard:
                 self._finished[:0] = outcomes
+            # One outcome the store refuses must not hold back the others forever:
+            # the next try records them one by one, and fails a refused one alone.
+            self._settle_alone = bool(outcomes)
             retry_in = self._store_backoff.failed()
             self._store_report.failed(error, retry_in)
             return 0, retry_in
         self._store_backoff.succeeded()
         self._store_report.succeeded()
+        self._recorded(outcomes, held)
         with self._guard:
-            for outcome in outcomes:
-                self._inflight.pop(outcome.task.id, None)
-            self._processed += len(outcomes)
             for task in tasks:
                 self._inflight[task.id] = _Claimed(task)
                 self._ready.append(task)
+        return len(tasks), None
+
+    def _recorded(self, outcomes: Sequence[Outcome], held: Sequence[bool]) -> None:
+        """Forget recorded outcomes' tasks; say which attempts had lost their task."""
+        with self._guard:
+            for outcome in outcomes:
+                self._inflight.pop(outcome.task.id, None)
+                self._refused.pop(outcome.task.id, None)
+            self._processed += len(outcomes)
+            self._failed += sum(1 for outcome in outcomes if outcome.error is not None)
         for outcome, kept in zip(outcomes, held, strict=True):
             if not kept:
                 log_lost(self.name, outcome.task)
-        return len(tasks), None
+
+    async def _settle_one_by_one(self, outcomes: list[Outcome]) -> float | None:
+        """Record each outcome in a call of its own, after a batch the store refused.
+
+        An outcome refused twice on its own, while others went through, is poison:
+        its task fails alone with the reason (``omniq._async.queue.unrecordable``).
+        Returns the back-off delay if the store still refuses everything.
+        """
+        kept: list[Outcome] = []
+        error: Exception | None = None
+        for outcome in outcomes:
+            try:
+                held = await self.queue.record_outcomes([outcome], self.max_retries, self.name)
+            except AsyncCancelled:
+                raise
+            except Exception as failure:
+                error = failure
+                refusals = self._refused.get(outcome.task.id, 0) + 1
+                self._refused[outcome.task.id] = refusals
+                if refusals < 2 or not await self._fail_alone(outcome, failure):
+                    kept.append(outcome)
+                continue
+            self._recorded([outcome], held)
+        with self._guard:
+            self._finished[:0] = kept
+        if not kept:
+            self._settle_alone = False
+        if error is None or len(kept) < len(outcomes):
+            self._store_backoff.succeeded()
+            self._store_report.succeeded()
+            return None
+        retry_in = self._store_backoff.failed()
+        self._store_report.failed(error, retry_in)
+        return retry_in
+
+    async def _fail_alone(self, outcome: Outcome, failure: Exception) -> bool:
+        """Fail one task whose outcome the store refuses; False if that fails too."""
+        try:
+            held = await self.queue.fail_unrecordable(outcome, failure, self.name)
+        except AsyncCancelled:
+            raise
+        except Exception:
+            return False
+        self._recorded([outcome], [held])
+        return True
 
     async def _renew_stale_ready(self) -> None:
         """Renew the leases of ready tasks claimed over half a lease ago, before they start.

@@ -107,7 +107,12 @@ class Scheduler(Duty):
         now = self.clock()
         soonest = LONGEST_SLEEP
         for stored in load_schedules(self.queue):
-            self._fire_due(stored, now)
+            try:
+                self._fire_due(stored, now)
+            except (TypeError, ValueError) as error:  # this schedule's fires cannot be built
+                omniq_logging.log_serialization_error(
+                    "schedule", str(error), schedule=stored.schedule.name, worker=self.owner
+                )
             upcoming = next_fire(stored.schedule, now)
             if upcoming is not None:
                 soonest = min(soonest, (upcoming - now).total_seconds())
@@ -117,7 +122,7 @@ class Scheduler(Duty):
         schedule = stored.schedule
         since = stored.last_fire or stored.updated_at
         for fire_time in due_fires(schedule, since, now):
-            records = self.queue.records_for([schedule.enqueue_item(fire_time)])
+            records = self.queue.records_for([schedule.enqueue_item(fire_time)], check_paths=False)
             fired = self.queue.storage.advance_state(
                 KIND, schedule.name, fire_time.timestamp(), records
             )

@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from omniq.cli import commands, parser, worker
+from omniq.cli import commands, monitor, parser, web, worker
 from omniq.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError
 
 
@@ -27,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = args.debug
         if args.command == "worker":
             return worker.run(args)
-        return commands.COMMANDS[args.command](args)
+        if args.command == "web":
+            return web.run(args)
+        return {**commands.COMMANDS, **monitor.COMMANDS}[args.command](args)
     except CliError as error:
         if debug and error.__cause__ is not None:
             traceback.print_exception(error.__cause__)

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from omniq import OmniQ, Task, TaskStatus
-from omniq.cli import output
+from omniq.cli import output, schedules
 from omniq.cli.errors import EXIT_OK, CommandFailed, UsageError
 from omniq.cli.store import settings_from_args
 
@@ -89,13 +89,20 @@ def list_tasks(args: argparse.Namespace) -> int:
     """Tasks, most recently changed first."""
     with _open(args) as omniq:
         tasks = omniq.list_tasks(
-            args.status, limit=args.limit, offset=args.offset, queue=args.queue
+            args.status,
+            limit=args.limit,
+            offset=args.offset,
+            queue=args.queue,
+            function=args.function,
+            id_contains=args.id,
         )
     if args.json:
         output.print_json(tasks)
     elif not tasks:
         which = f"{args.status} " if args.status else ""
         where = f" in queue {args.queue!r}" if args.queue else ""
+        if args.function or args.id:
+            where += " matching the search"
         output.message(f"no {which}tasks{where}")
     else:
         output.table(output.TASK_HEADERS, output.task_rows(tasks))
@@ -121,9 +128,11 @@ def _refused(args: argparse.Namespace, key: str, task: Task, why: str) -> int:
 
 def retry(args: argparse.Namespace) -> int:
     """A failed or cancelled task (or every failed one) back to pending, due now."""
+    if args.queue is not None and not args.all_failed:
+        raise UsageError("--queue goes with --all-failed (a task id names its task)")
     with _open(args) as omniq:
         if args.all_failed:
-            count = omniq.retry_failed()
+            count = omniq.retry_failed(queue=args.queue)
             if args.json:
                 output.print_json({"retried": count})
             else:
@@ -174,4 +183,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "retry": retry,
     "cancel": cancel,
     "purge": purge,
+    "schedules": schedules.run,
 }

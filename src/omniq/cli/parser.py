@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from omniq import __version__, limits
@@ -19,11 +20,14 @@ from omniq._validation import (
     check_task_id,
     normalize_priority,
     normalize_queue,
+    normalize_search,
     normalize_unique_key,
 )
+from omniq.cli import schedules
 from omniq.cli.errors import UsageError
 from omniq.durations import parse_duration
 from omniq.models import TaskStatus
+from omniq.schedules import check_schedule_name
 
 STORE_BACKENDS = ("sqlite", "file", "postgres")
 FINAL_STATUSES = tuple(status.value for status in TaskStatus if status.is_final)
@@ -126,6 +130,12 @@ def unique_key(text: str) -> str:
 
 
 @_checked
+def schedule_name(text: str) -> str:
+    """A schedule name: letters, digits and ``_.:-``, 150 characters at most."""
+    return check_schedule_name(text)
+
+
+@_checked
 def duration(text: str) -> float:
     """A duration >= 0 in seconds (``30s``, ``1h30m``, ``90``)."""
     return parse_duration(text)
@@ -138,6 +148,32 @@ def positive_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"expected a duration above zero, got {text!r}")
     return seconds
+
+
+@_checked
+def search_text(text: str) -> str:
+    """A piece of text to look for: 1 to 255 characters."""
+    found = normalize_search("the text", text)
+    if found is None:
+        raise ValueError("expected some text to look for")
+    return found
+
+
+@_checked
+def port(text: str) -> int:
+    """A TCP port: 1 to 65535 (0: any free one)."""
+    return _whole_number(text, 0, 65535)
+
+
+@_checked
+def health_file(text: str) -> str:
+    """A file path whose directory exists (the worker touches the file)."""
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise ValueError(f"expected a file path, got {text!r}")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(f"the directory of {text!r} does not exist")
+    return str(path)
 
 
 def _json(text: str, kind: type, name: str) -> Any:
@@ -259,6 +295,12 @@ def _add_worker(commands: Any) -> None:
         "--duration", type=positive_duration, metavar="S", help="stop after S (e.g. 10m)"
     )
     worker.add_argument(
+        "--health-file",
+        metavar="PATH",
+        type=health_file,
+        help="touch PATH on every heartbeat (every third of the lease), for liveness probes",
+    )
+    worker.add_argument(
         "--log-level",
         metavar="LEVEL",
         type=str.upper,
@@ -336,6 +378,10 @@ def _add_inspection(commands: Any) -> None:
     )
     listing.add_argument("--offset", type=count, default=0, metavar="N", help="skip N first")
     listing.add_argument("--queue", type=queue_name, metavar="NAME", help="only this queue")
+    listing.add_argument(
+        "--function", type=search_text, metavar="TEXT", help="only functions whose path holds TEXT"
+    )
+    listing.add_argument("--id", type=search_text, metavar="TEXT", help="only ids holding TEXT")
     _common_options(listing, top=False)
 
     show = commands.add_parser(
@@ -359,6 +405,9 @@ def _add_operations(commands: Any) -> None:
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("task_id", metavar="ID", nargs="?", type=task_id)
     target.add_argument("--all-failed", action="store_true", help="every failed task")
+    retry.add_argument(
+        "--queue", type=queue_name, metavar="NAME", help="with --all-failed: only this queue"
+    )
     _common_options(retry, top=False)
 
     cancel = commands.add_parser(
@@ -388,6 +437,48 @@ def _add_operations(commands: Any) -> None:
     _common_options(purge, top=False)
 
 
+def _add_monitoring(commands: Any) -> None:
+    workers = commands.add_parser(
+        "workers",
+        help="list the registered worker pools",
+        description="List the worker pools registered in the store, on any machine: alive "
+        "(a heartbeat within their lease) first, then lost ones (removed after ten leases).",
+    )
+    _common_options(workers, top=False)
+
+    stats = commands.add_parser(
+        "stats",
+        help="print the monitoring numbers",
+        description="Print the numbers of the dashboard and of its /metrics: tasks per queue "
+        "and status, how long each queue's oldest due task has waited, the tasks finished "
+        "in the last hour, the workers alive and lost, the next schedule fires.",
+    )
+    _common_options(stats, top=False)
+
+    web = commands.add_parser(
+        "web",
+        help="serve the web dashboard",
+        description="Serve the web dashboard (needs the web extra: pip install "
+        "'omniq[web]') until Ctrl-C. Any address but the loopback needs a token: --token, "
+        "or better OMNIQ_WEB_TOKEN (a command line is visible to other users in ps).",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    web.add_argument("--port", type=port, default=8080, metavar="N", help="TCP port (default 8080)")
+    web.add_argument(
+        "--token", metavar="TOKEN", help="require this token (default: OMNIQ_WEB_TOKEN)"
+    )
+    web.add_argument("--read-only", action="store_true", help="show, but allow no action")
+    web.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        type=str.upper,
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="the server's log level (default INFO: one line per request)",
+    )
+    _common_options(web, top=False)
+
+
 def build_parser() -> Parser:
     """The ``omniq`` parser with all its subcommands."""
     parser = Parser(
@@ -403,6 +494,8 @@ def build_parser() -> Parser:
     _add_enqueue(commands)
     _add_inspection(commands)
     _add_operations(commands)
+    schedules.add_parser(commands, _common_options, schedule_name)
+    _add_monitoring(commands)
     return parser
 
 

@@ -71,7 +71,18 @@ def setup_logging(level: str | None, under_bar: bool) -> None:
 
 
 def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progress | None) -> int:
-    with OmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
+    # Not "with OmniQ(...)": that opens the store at once, and a store that cannot be
+    # opened yet (a read-only disk, a server still starting) would end the worker;
+    # the pool opens it itself and retries with back-off.
+    omniq = OmniQ(settings)
+    try:
+        return _serve_threads_on(omniq, args, progress)
+    finally:
+        omniq.close()
+
+
+def _serve_threads_on(omniq: OmniQ, args: argparse.Namespace, progress: Progress | None) -> int:
+    with omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool:
         finish = watch_in_thread(lambda: pool.processed, progress) if progress else None
         try:
             return pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -85,7 +96,17 @@ def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progr
 async def _serve_async(
     settings: Settings, args: argparse.Namespace, progress: Progress | None
 ) -> int:
-    async with AsyncOmniQ(settings) as omniq, omniq.worker_pool(queues=args.queues) as pool:
+    omniq = AsyncOmniQ(settings)  # opened by the pool, with retries (see _serve_threads)
+    try:
+        return await _serve_async_on(omniq, args, progress)
+    finally:
+        await omniq.close()
+
+
+async def _serve_async_on(
+    omniq: AsyncOmniQ, args: argparse.Namespace, progress: Progress | None
+) -> int:
+    async with omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool:
         reporter = watch_in_loop(lambda: pool.processed, progress) if progress else None
         try:
             return await pool.process_tasks(limit=args.limit, duration=args.duration)

@@ -15,7 +15,7 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import arun_blocking
 from omniq._wakeup import FinishedCallback
 from omniq.blocking_storage import BlockingStorage, is_blocking_storage
-from omniq.records import StateRecord, TaskRecord, Transition
+from omniq.records import StateRecord, TaskFilter, TaskRecord, Transition
 
 
 class AsyncStorageAdapter(AsyncBaseStorage):
@@ -135,6 +135,33 @@ class AsyncStorageAdapter(AsyncBaseStorage):
     async def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
         return await arun_blocking(self.inner.cancel, task_id, now)
+
+    # The monitoring reads are optional in the blocking contract: forwarded when the
+    # wrapped storage has them, else answered by the defaults (through list_tasks...).
+
+    async def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.find_tasks`."""
+        method = getattr(self.inner, "find_tasks", None)
+        if method is None:
+            return await super().find_tasks(query, limit, offset)
+        found: list[TaskRecord] = await arun_blocking(method, query, limit, offset)
+        return found
+
+    async def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """See :meth:`AsyncBaseStorage.count_finished`."""
+        method = getattr(self.inner, "count_finished", None)
+        if method is None:
+            return await super().count_finished(since, width)
+        rows: list[tuple[int, str, str, int]] = await arun_blocking(method, since, width)
+        return rows
+
+    async def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """See :meth:`AsyncBaseStorage.earliest_pending`."""
+        method = getattr(self.inner, "earliest_pending", None)
+        if method is None:
+            return await super().earliest_pending(queues)
+        earliest: dict[str, float] = await arun_blocking(method, queues)
+        return earliest
 
     async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """See :meth:`AsyncBaseStorage.put_state`."""

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncThreadGuard
-from omniq.records import FINAL_STATUSES, STATUSES, StateRecord, TaskRecord, Transition
+from omniq.records import (
+    FINAL_STATUSES,
+    STATUSES,
+    StateRecord,
+    TaskFilter,
+    TaskRecord,
+    Transition,
+)
 
 _ACTIVE = frozenset(("pending", "running"))
 _Level = tuple[str, int]  # (queue, priority)
@@ -237,6 +244,28 @@ class AsyncMemoryStorage(AsyncBaseStorage):
             ]
         found.sort(key=lambda record: record.updated_at, reverse=True)
         return found[offset : offset + limit]
+
+    async def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first."""
+        with self._guard:
+            found = [
+                dataclasses.replace(record)
+                for record in self._tasks.values()
+                if query.matches(record)
+            ]
+        found.sort(key=lambda record: record.updated_at, reverse=True)
+        return found[offset : offset + limit]
+
+    async def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status."""
+        counts: dict[tuple[int, str, str], int] = {}
+        with self._guard:
+            for record in self._tasks.values():
+                finished = record.finished_at
+                if record.status in FINAL_STATUSES and finished is not None and finished >= since:
+                    key = (int((finished - since) // width), record.queue, record.status)
+                    counts[key] = counts.get(key, 0) + 1
+        return [(slot, queue, status, count) for (slot, queue, status), count in counts.items()]
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """Per queue, how many tasks are in each status (zeros included)."""

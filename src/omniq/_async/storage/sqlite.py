@@ -10,6 +10,7 @@ one ``UPDATE ... RETURNING`` over a partial index of due PENDING tasks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -22,8 +23,7 @@ import aiosqlite
 
 from omniq import _sqlite_sql as sql
 from omniq._async.storage.base import AsyncBaseStorage
-from omniq._concurrency import AsyncLock, arun_blocking
-from omniq._fs import ensure_private_file
+from omniq._async.storage.sqlite_connection import DB_FILENAME, AsyncSQLiteConnection, scalar
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import (
@@ -31,11 +31,11 @@ from omniq.records import (
     RECORD_FIELDS,
     STATUSES,
     StateRecord,
+    TaskFilter,
     TaskRecord,
     Transition,
 )
 
-DB_FILENAME = "omniq.db"
 _QueuesKey = tuple[str, ...] | None
 # Claimed rows in claim order: higher priority, then earlier eta, then id.
 _PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
@@ -95,8 +95,9 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         self.path = database_path(path)
         self.durability = durability
         self.busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = AsyncLock()
+        self._db = AsyncSQLiteConnection(
+            self.path, durability, busy_timeout, on_open=self._forget_idle
+        )
         # After an empty claim, per set of queues asked for: (data_version, earliest
         # pending eta of those queues) at that moment.
         self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
@@ -106,82 +107,16 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    def _forget_idle(self) -> None:
+        self._idle.clear()
+
     async def open(self) -> None:
-        """Open the database, switch it to WAL, and create or check the schema."""
-        if self._conn is not None:
-            return
-        async with self._lock:
-            if self._conn is not None:
-                return
-            try:
-                # The directory that holds omniq.db is a store directory (Settings.base_dir):
-                # omniq's, so checked and made private; another file's is the user's.
-                await arun_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = await aiosqlite.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            except (OSError, aiosqlite.Error) as error:
-                raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
-            try:
-                await self._configure(conn)
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
-
-    async def _configure(self, conn: aiosqlite.Connection) -> None:
-        synchronous = "FULL" if self.durability == "full" else "NORMAL"
-        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute(f"PRAGMA synchronous = {synchronous}")
-        # Under the write lock, so that many workers starting at once migrate once.
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = await self._scalar(conn, "PRAGMA user_version")
-            columns = await self._table_columns(conn)
-            if version > sql.SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.path} has schema version {version}, newer than this omniq "
-                    f"understands ({sql.SCHEMA_VERSION}): upgrade omniq"
-                )
-            if version == 0 and not columns:
-                for statement in sql.CREATE:
-                    await conn.execute(statement)
-            elif version == 1 and columns == sql.V1_TABLE_COLUMNS:
-                for statement in sql.MIGRATE_FROM_V1:
-                    await conn.execute(statement)
-            elif version != sql.SCHEMA_VERSION or columns != sql.V2_TABLE_COLUMNS:
-                # Never adopt a table omniq did not make: every enqueue would fail later.
-                raise StorageError(
-                    f"{self.path} has a table {sql.TABLE} that omniq did not create (schema "
-                    f"version {version}, columns {sorted(columns)}); use another database "
-                    "file or base_dir"
-                )
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
-
-    async def _scalar(self, conn: aiosqlite.Connection, query: str) -> int:
-        cursor = await conn.execute(query)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return int(row[0]) if row else 0
-
-    async def _table_columns(self, conn: aiosqlite.Connection) -> frozenset[str]:
-        cursor = await conn.execute(f"PRAGMA table_info({sql.TABLE})")
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return frozenset(str(row[1]) for row in rows)
+        """Open the database, switch it to WAL, and create, migrate or check the schema."""
+        await self._db.open()
 
     async def close(self) -> None:
         """Close the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        await self._db.close()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
@@ -199,37 +134,32 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Stop calling ``callback``."""
         self._wakeup.unsubscribe_finished(callback)
 
-    async def _connection(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            await self.open()
-        assert self._conn is not None
-        return self._conn
-
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self, operation: str) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction over several statements (the write lock taken up front)."""
         # One connection is shared by every caller of this storage object, so the
         # lock keeps their transactions from interleaving on it.
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked(operation) as conn:
             self._idle.clear()  # this connection writes: the idle shortcut no longer holds
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                with contextlib.suppress(aiosqlite.Error):  # keep the error that got us here
+                    await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
 
-    async def _write(self, statement: str, params: Sequence[object]) -> aiosqlite.Cursor:
+    async def _write(
+        self, operation: str, statement: str, params: Sequence[object]
+    ) -> aiosqlite.Cursor:
         """One write statement, atomic on its own (autocommit).
 
         A write statement takes SQLite's write lock when it starts, waiting on the
         busy timeout, so it needs no BEGIN IMMEDIATE around it: one round-trip to
         the driver instead of three.
         """
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked(operation) as conn:
             self._idle.clear()
             return await conn.execute(statement, params)
 
@@ -243,10 +173,10 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         transaction (under the write lock, so no race can slip in between).
         """
         if len(records) == 1 and records[0].unique_key is None:
-            await self._write(*_insert(records[0]))
+            await self._write("add", *_insert(records[0]))
             self._wakeup.notify_due()
             return [records[0].id]
-        async with self._transaction() as conn:
+        async with self._transaction("add") as conn:
             ids = await self._add_in(conn, records)
         if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
             self._wakeup.notify_due()
@@ -314,7 +244,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             # Nothing due: remember (data_version, earliest eta) for the idle shortcut.
             # The version is read first and the levels again after it, so a commit in
             # between shows as a changed version and the shortcut cannot miss it.
-            version = await self._scalar(conn, "PRAGMA data_version")
+            version = await scalar(conn, "PRAGMA data_version")
             etas = [eta for _, _, eta in await self._levels(conn, queues)]
             if all(eta > now for eta in etas):
                 self._idle[_key(queues)] = (version, min(etas, default=None))
@@ -349,8 +279,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         # No BEGIN: the levels are read, then the UPDATE is atomic on its own and checks
         # again that each row is pending and due. A level that appears in between is
         # like a task enqueued just after this claim: the next claim takes it.
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked("claim") as conn:
             self._idle.clear()
             return await self._claim_in(conn, now, lease_until, limit, queues, worker)
 
@@ -362,10 +291,12 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Apply several outcomes in one transaction: one disk sync for all of them."""
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
-            cursor = await self._write(sql.FINISH, _finish_params(task_id, token, transition))
+            cursor = await self._write(
+                "finish_many", sql.FINISH, _finish_params(task_id, token, transition)
+            )
             applied = [cursor.rowcount == 1]
         else:
-            async with self._transaction() as conn:
+            async with self._transaction("finish_many") as conn:
                 applied = [await self._finish_one(conn, *item) for item in items]
         self._wakeup.notify_settled(items, applied)
         return applied
@@ -401,7 +332,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return await super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        async with self._transaction() as conn:
+        async with self._transaction("finish_and_claim") as conn:
             finished = [await self._finish_one(conn, *item) for item in items]
             claimed = await self._claim_in(conn, now, lease_until, limit, queues, worker)
         self._wakeup.notify_settled(items, finished)
@@ -411,7 +342,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         self, task_id: str, token: str, now: float, history: str | None = None
     ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
-        cursor = await self._write(sql.RELEASE, (now, now, history, task_id, token))
+        cursor = await self._write("release", sql.RELEASE, (now, now, history, task_id, token))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_due()
@@ -420,7 +351,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
     async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
         lost: list[str] = []
-        async with self._transaction() as conn:
+        async with self._transaction("heartbeat") as conn:
             for task_id, token in leases:
                 cursor = await conn.execute(sql.HEARTBEAT, (lease_until, task_id, token))
                 if cursor.rowcount != 1:
@@ -439,8 +370,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """The earliest pending eta: the first entry of each level of the due index."""
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked("read") as conn:
             levels = await self._levels(conn, queues)
         return min((eta for _, _, eta in levels), default=None)
 
@@ -449,9 +379,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         idle = self._idle.get(_key(queues))
         if idle is None:
             return False
-        conn = await self._connection()
-        async with self._lock:
-            version = await self._scalar(conn, "PRAGMA data_version")
+        async with self._db.locked("read") as conn:
+            version = await scalar(conn, "PRAGMA data_version")
         if version != idle[0] or self._idle.get(_key(queues)) is not idle:
             return False
         next_eta = idle[1]
@@ -459,7 +388,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
-        cursor = await self._write(sql.CANCEL, (now, now, task_id))
+        cursor = await self._write("cancel", sql.CANCEL, (now, now, task_id))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_finished([task_id])
@@ -475,8 +404,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """Per queue, how many tasks are in each status (zeros included)."""
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked("read") as conn:
             cursor = await conn.execute(sql.COUNT_BY_QUEUE)
             rows = await cursor.fetchall()
             await cursor.close()
@@ -488,7 +416,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        cursor = await self._write(sql.REQUEUE, (now, now, task_id))
+        cursor = await self._write("requeue", sql.REQUEUE, (now, now, task_id))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_due()
@@ -500,15 +428,38 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if not final:
             return 0
         params: tuple[object, ...] = (before,) if limit is None else (before, limit)
-        cursor = await self._write(sql.purge_of(final, limit is not None), params)
+        cursor = await self._write("purge", sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
+
+    async def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first (one query)."""
+        values = (query.status, query.queue, query.func_contains, query.id_contains)
+        params = [value for value in (*values, query.parent_id) if value is not None]
+        statement = sql.find_of(*(value is not None for value in (*values, query.parent_id)))
+        return await self._select(statement, (*params, limit, offset))
+
+    async def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status (a range of the finished index)."""
+        rows = await self._rows(sql.COUNT_FINISHED, (since, width, since))
+        return [(int(slot), str(queue), str(status), int(n)) for slot, queue, status, n in rows]
+
+    async def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """The earliest pending eta per queue: the first entry of each level of the due index."""
+        if not queues:
+            return {}
+        async with self._db.locked("read") as conn:
+            levels = await self._levels(conn, queues)
+        earliest: dict[str, float] = {}
+        for queue, _, eta in levels:
+            earliest[queue] = min(eta, earliest.get(queue, eta))
+        return earliest
 
     async def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         return [TaskRecord(*row) for row in await self._rows(statement, params)]
 
     async def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """Create or replace a named record's data (its mark is kept)."""
-        await self._write(sql.PUT_STATE, (kind, name, data, now))
+        await self._write("put_state", sql.PUT_STATE, (kind, name, data, now))
 
     async def get_state(self, kind: str, name: str) -> StateRecord | None:
         """The named record, or ``None``."""
@@ -521,14 +472,14 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def delete_state(self, kind: str, name: str) -> bool:
         """Delete a named record."""
-        cursor = await self._write(sql.DELETE_STATE, (kind, name))
+        cursor = await self._write("delete_state", sql.DELETE_STATE, (kind, name))
         return cursor.rowcount == 1
 
     async def advance_state(
         self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
     ) -> bool:
         """Move the mark forward and add the records in one transaction (under the write lock)."""
-        async with self._transaction() as conn:
+        async with self._transaction("advance_state") as conn:
             cursor = await conn.execute(sql.ADVANCE_STATE, (mark, kind, name, mark))
             advanced = cursor.rowcount == 1
             await cursor.close()
@@ -539,8 +490,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         return advanced
 
     async def _rows(self, statement: str, params: Sequence[object]) -> list[Any]:
-        conn = await self._connection()
-        async with self._lock:
+        async with self._db.locked("read") as conn:
             cursor = await conn.execute(statement, params)
             rows = await cursor.fetchall()
             await cursor.close()

@@ -16,7 +16,7 @@ from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import run_blocking
 from omniq._wakeup import FinishedCallback
 from omniq.blocking_storage import BlockingStorage, is_blocking_storage
-from omniq.records import StateRecord, TaskRecord, Transition
+from omniq.records import StateRecord, TaskFilter, TaskRecord, Transition
 
 
 class StorageAdapter(BaseStorage):
@@ -136,6 +136,33 @@ class StorageAdapter(BaseStorage):
     def cancel(self, task_id: str, now: float) -> bool:
         """See :meth:`AsyncBaseStorage.cancel`."""
         return run_blocking(self.inner.cancel, task_id, now)
+
+    # The monitoring reads are optional in the blocking contract: forwarded when the
+    # wrapped storage has them, else answered by the defaults (through list_tasks...).
+
+    def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """See :meth:`AsyncBaseStorage.find_tasks`."""
+        method = getattr(self.inner, "find_tasks", None)
+        if method is None:
+            return super().find_tasks(query, limit, offset)
+        found: list[TaskRecord] = run_blocking(method, query, limit, offset)
+        return found
+
+    def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """See :meth:`AsyncBaseStorage.count_finished`."""
+        method = getattr(self.inner, "count_finished", None)
+        if method is None:
+            return super().count_finished(since, width)
+        rows: list[tuple[int, str, str, int]] = run_blocking(method, since, width)
+        return rows
+
+    def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """See :meth:`AsyncBaseStorage.earliest_pending`."""
+        method = getattr(self.inner, "earliest_pending", None)
+        if method is None:
+            return super().earliest_pending(queues)
+        earliest: dict[str, float] = run_blocking(method, queues)
+        return earliest
 
     def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """See :meth:`AsyncBaseStorage.put_state`."""

@@ -23,7 +23,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from omniq._wakeup import FinishedCallback
-from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
+from omniq.records import FINAL_STATUSES, STATUSES, StateRecord, TaskFilter, TaskRecord, Transition
+
+_SCAN_PAGE = 500  # tasks per read when a default below scans list_tasks
 
 
 class BaseStorage(ABC):
@@ -214,6 +216,69 @@ class BaseStorage(ABC):
     @abstractmethod
     def cancel(self, task_id: str, now: float) -> bool:
         """Mark a PENDING task CANCELLED; False if it is not pending (or unknown)."""
+
+    # ------------------------------------------------------------ monitoring reads
+    # Optional: the defaults answer through list_tasks/next_eta, correctly on any
+    # store; a store with an index to answer from does it in one query.
+
+    def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Up to ``limit`` tasks that ``query`` matches, after ``offset`` of them, newest
+        change first (the order of :meth:`list_tasks`)."""
+        if query.is_simple:
+            return self.list_tasks(query.status, limit, offset, query.queue)
+        found: list[TaskRecord] = []
+        to_skip = offset
+        position = 0
+        while True:
+            page = self.list_tasks(query.status, _SCAN_PAGE, position, query.queue)
+            for record in page:
+                if not query.matches(record):
+                    continue
+                if to_skip:
+                    to_skip -= 1
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    return found
+            if len(page) < _SCAN_PAGE:
+                return found
+            position += len(page)
+
+    def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Tasks that reached a final status at ``since`` or later, counted per time slot.
+
+        Rows ``(slot, queue, status, count)``, where ``slot`` is
+        ``int((finished_at - since) // width)``; slots with no task are left out.
+        """
+        counts: dict[tuple[int, str, str], int] = {}
+        for status in sorted(FINAL_STATUSES):
+            position = 0
+            while True:
+                page = self.list_tasks(status, _SCAN_PAGE, position)
+                for record in page:
+                    finished = record.finished_at
+                    if finished is not None and finished >= since:
+                        key = (int((finished - since) // width), record.queue, record.status)
+                        counts[key] = counts.get(key, 0) + 1
+                # Newest change first, and a final task changes when it finishes: past
+                # the first one changed before ``since``, none finished later.
+                if len(page) < _SCAN_PAGE or page[-1].updated_at < since:
+                    break
+                position += len(page)
+        return [(slot, queue, status, count) for (slot, queue, status), count in counts.items()]
+
+    def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """Per queue of ``queues`` with pending tasks, the earliest eta among them.
+
+        A queue left out has no pending task, or the store cannot tell (see
+        :meth:`next_eta`).
+        """
+        earliest: dict[str, float] = {}
+        for queue in queues:
+            eta = self.next_eta([queue])
+            if eta is not None:
+                earliest[queue] = eta
+        return earliest
 
     # ------------------------------------------------------------ named state records
 

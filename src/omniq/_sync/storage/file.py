@@ -3,25 +3,31 @@
 
 Layout under the base directory (directories 0700, files 0600)::
 
-    pending/{eta}-{seq}-{id}.json   eta in microseconds and seq, both 20 digits: name order
-                                    is claim order, so a claim reads names, not files
-    running/{id}.{token}.json       the claim renamed it here; the file's mtime is the lease
-    done/{status}/{id}.json         status: completed, failed or cancelled
-    quarantine/                     unreadable files, set aside and logged
+    layout                                   the layout version: 2
+    pending/{queue}/{rank}-{eta}-{seq}-{id}.json
+                                             rank = 100 - priority; eta (µs) and seq
+                                             (enqueue order) in 20 digits: name order
+                                             is claim order, so a claim reads names
+    running/{queue}/{id}.{token}~{worker}.json
+                                             the claim renamed it here; mtime = lease
+    done/{status}/{queue}/{id}.json          completed, failed or cancelled
+    keys/{sha256(unique key)}                the task holding a unique key
+    quarantine/                              unreadable entries, set aside and logged
 
-A task is in exactly one of these files. A claim renames the oldest due pending
-file into ``running/`` under a name holding a fresh attempt token: the rename
-that succeeds wins, and every other claimant moves on to the next name. The
-running file keeps the bytes it had while pending; the attempt (token, lease,
-start, one more attempt) lives in its name and mtime. So a heartbeat is a
-``utime`` and a stale attempt can never touch the file again: its name is gone.
+A task is in exactly one of these files. A claim renames the first due pending
+file (highest priority, then earliest eta, then enqueue order, over the queues
+asked for) into ``running/`` under a name holding a fresh attempt token and the
+worker's name: the rename that succeeds wins, and every other claimant moves on
+to the next name. The running file keeps the bytes it had while pending; the
+attempt (token, lease, start, worker, one more attempt) lives in its name and
+mtime. So a heartbeat is a ``utime`` and a stale attempt can never touch the file
+again: its name is gone.
 
 Every other change writes the new record(s) to hidden temporary files next to
-the task's file (flushed and fsynced), then renames the task's file to a hidden
-intent marker ``.intent~{nonce}~{id}~{count}``. That rename is both the fence
-(it fails if another attempt, a recovery or a cancel moved the file first) and
-the commit: from then on anyone may finish the move of the temporaries to their
-places (roll-forward, also after a crash). See ``docs/file-backend.md``.
+the task's file, then renames the task's file to a hidden intent marker: the
+fence and the commit at once (``omniq._filestore.tree``). Unique keys are key
+files created atomically and locked while their add is in flight
+(``omniq._filestore.keys``). See ``docs/file-backend.md``.
 """
 
 from __future__ import annotations
@@ -33,20 +39,15 @@ from pathlib import Path
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import ThreadGuard, run_blocking
-from omniq._filestore import (
-    FINAL_STATUSES,
-    REFRESH_NS,
-    Disk,
-    PendingIndex,
-    due_key,
-    finished_record,
-    new_token,
-    released_record,
-    valid_id,
-)
+from omniq._filestore import names
+from omniq._filestore.index import REFRESH_NS, PendingIndex
+from omniq._filestore.moves import Disk
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
-from omniq.records import TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
+
+_ACTIVE = frozenset(("pending", "running"))
+_MAX_HELD = 100_000  # running files remembered by this process (beyond: looked up)
 
 
 class _LeaseRenewed(Exception):
@@ -69,6 +70,7 @@ class FileStorage(BaseStorage):
         self.durability = durability
         self._disk = Disk(self.path, fsync=durability == "full")
         self._index = PendingIndex()
+        self._held: dict[tuple[str, str], Path] = {}  # running files of attempts claimed here
         self._guard = ThreadGuard()
         self._opened = False
         self._last_seq = 0
@@ -78,16 +80,15 @@ class FileStorage(BaseStorage):
         return f"{type(self).__name__}({str(self.path)!r})"
 
     def open(self) -> None:
-        """Create the directories, finish changes a crash interrupted, list pending/."""
+        """Create or migrate the layout, finish changes a crash interrupted, list pending/."""
         if self._opened:
             return
         try:
-            listing = run_blocking(self._disk.prepare)
+            run_blocking(self._disk.prepare)
         except OSError as error:
             raise StorageError(f"cannot open file storage {self.path}: {error}") from error
-        with self._guard:
-            self._index.merge(listing)
-            self._opened = True
+        self._opened = True
+        self._refresh(True, None)
 
     def close(self) -> None:
         """Nothing to release: every operation opens and closes its own files."""
@@ -126,61 +127,135 @@ class FileStorage(BaseStorage):
     def _note(self, placed: Sequence[Path]) -> None:
         with self._guard:
             for path in placed:
-                if path.parent == self._disk.pending:
-                    self._index.insert(path.name)
+                if path.parent.parent == self._disk.pending:
+                    self._index.insert(path.parent.name, path.name)
 
-    def _refresh(self, eager: bool) -> bool:
-        """List pending/ again if the index may be out of date; True if it did."""
+    def _refresh(self, eager: bool, queues: Sequence[str] | None) -> bool:
+        """List pending/ directories again if the index may be out of date; True if it did."""
         with self._guard:
-            snapshot = self._index.snapshot()
-        listing = run_blocking(self._disk.scan, snapshot, eager)
-        if listing is None:
-            return False
+            top = self._index.top
+            known = self._index.snapshots(self._index.scope(None) if queues is None else queues)
+        scan = run_blocking(self._disk.scan, top, known, eager, queues)
+        tidy: list[tuple[str, list[str], list[str]]] = []
         with self._guard:
-            garbage, intents = self._index.merge(listing)
-        if garbage or intents:
-            self._note(run_blocking(self._disk.tidy_pending, garbage, intents))
-        return True
+            if scan.top is not None:
+                self._index.top = (scan.top.mtime_ns, scan.top.listed_ns)
+            for queue, listing in scan.queues.items():
+                garbage, intents = self._index.merge(queue, listing)
+                if garbage or intents:
+                    tidy.append((queue, garbage, intents))
+        placed = list(scan.placed)
+        for queue, garbage, intents in tidy:
+            placed += run_blocking(self._disk.tidy_pending, queue, garbage, intents)
+        self._note(placed)
+        return scan.top is not None or bool(scan.queues)
 
-    def add(self, records: Sequence[TaskRecord]) -> None:
-        """Write each task to pending/; a batch commits with one intent marker."""
+    def add(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Write each task to pending/; a batch commits with one intent marker.
+
+        A record whose unique key a pending or running task holds is not stored:
+        its holder's id stands for it (also between the records of one call).
+        """
         if not records:
-            return
-        for record in records:
-            if not valid_id(record.id):
-                raise ValueError(f"task id {record.id!r} cannot be used as a file name")
+            return []
+        self._check(records)
         self._ready()
-        items = list(zip(records, self._next_seqs(len(records)), strict=True))
-        self._note(run_blocking(self._disk.add, items))
-        self._wakeup.notify_due()
+        _, ids = self._publish(records, None)
+        return ids
 
-    def claim(self, now: float, lease_until: float, limit: int) -> list[TaskRecord]:
-        """Rename the oldest due pending files into running/, up to ``limit``."""
+    def _check(self, records: Sequence[TaskRecord]) -> None:
+        for record in records:
+            if not names.valid_id(record.id):
+                raise ValueError(f"task id {record.id!r} cannot be used as a file name")
+            if not names.valid_queue(record.queue):
+                raise ValueError(f"queue {record.queue!r} cannot be used as a directory name")
+
+    def _publish(
+        self, records: Sequence[TaskRecord], advance: tuple[str, str, float] | None
+    ) -> tuple[bool, list[str]]:
+        """Add ``records`` (with ``advance``: as :meth:`advance_state` does); say who stands.
+
+        The first record with a unique key stands for the later ones of this call;
+        the disk settles the keys other tasks hold.
+        """
+        first: dict[str, int] = {}  # unique key -> position of the record that stands for it
+        chosen: list[int] = []
+        for position, record in enumerate(records):
+            key = record.unique_key if record.status in _ACTIVE else None
+            if key is None or key not in first:
+                chosen.append(position)
+                if key is not None:
+                    first[key] = position
+        items = list(zip([records[p] for p in chosen], self._next_seqs(len(chosen)), strict=True))
+        if advance is None:
+            done = True
+            stood, placed = run_blocking(self._disk.add, items)
+        else:
+            done, stood, placed = run_blocking(self._disk.advance_state, *advance, items)
+            if not done:
+                return False, []
+        ids = [record.id for record in records]
+        for position, task_id in zip(chosen, stood, strict=True):
+            ids[position] = task_id
+        for position, record in enumerate(records):
+            key = record.unique_key if record.status in _ACTIVE else None
+            if key is not None and first[key] != position:
+                ids[position] = ids[first[key]]
+        self._note(placed)
+        if placed:
+            self._wakeup.notify_due()
+        return done, ids
+
+    def claim(
+        self,
+        now: float,
+        lease_until: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        worker: str | None = None,
+    ) -> list[TaskRecord]:
+        """Rename the first due pending files of ``queues`` into running/, up to ``limit``."""
         self._ready()
-        token = new_token(now)
-        cutoff = due_key(now)
+        scope = None if queues is None else [q for q in queues if names.valid_queue(q)]
+        token = names.new_token(now)
+        cutoff = names.due_key(now)
         with self._guard:
-            has_due = self._index.has_due(cutoff)
-            recent = time.time_ns() - self._index.listed_ns < REFRESH_NS
+            has_due = self._index.has_due(cutoff, scope)
+            recent = time.time_ns() - self._index.oldest_listing(scope) < REFRESH_NS
         if not (has_due and recent):  # else the listing is young enough to trust
-            self._refresh(eager=not has_due)
+            self._refresh(not has_due, scope)
         claimed: list[TaskRecord] = []
         lost_races = False
         refreshes = 0
         while len(claimed) < limit:
             with self._guard:
-                names = self._index.take_due(cutoff, limit - len(claimed))
-            if not names:
+                chosen = self._index.take_due(cutoff, limit - len(claimed), scope)
+            if not chosen:
                 # Others took what this index knew of: look again, a bounded number of times.
-                if not lost_races or refreshes == 2 or not self._refresh(eager=True):
+                if not lost_races or refreshes == 2 or not self._refresh(True, scope):
                     break
                 lost_races = False
                 refreshes += 1
                 continue
-            won = run_blocking(self._disk.claim, names, token, lease_until)
-            claimed.extend(won)
-            lost_races = lost_races or len(won) < len(names)
+            won, returned = run_blocking(
+                self._disk.claim, chosen, token, now, lease_until, worker
+            )
+            with self._guard:
+                if len(self._held) > _MAX_HELD:
+                    self._held.clear()  # attempts never reported here; found by name if needed
+                for record, path in won:
+                    self._held[record.id, token] = path
+                for queue, name in returned:
+                    self._index.insert(queue, name)
+            claimed.extend(record for record, _ in won)
+            if returned:
+                break  # taken again now, it would be put back again: the next claim has it
+            lost_races = lost_races or len(won) < len(chosen)
         return claimed
+
+    def _hint(self, task_id: str, token: str) -> Path | None:
+        with self._guard:
+            return self._held.pop((task_id, token), None)
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
         """Fence on the running file's name, then place the outcome (and the successor)."""
@@ -191,14 +266,18 @@ class FileStorage(BaseStorage):
             limit = transition.expired_before
             if limit is not None and (current.lease_until is None or current.lease_until >= limit):
                 raise _LeaseRenewed  # a recovery that came too late: the holder is alive
-            items = [(finished_record(current, transition), fresh if seq is None else seq)]
+            items = [(names.finished_record(current, transition), fresh if seq is None else seq)]
             if transition.successor is not None:
                 items.append((transition.successor, successor_seq))
             return items
 
+        hint = self._hint(task_id, token)
         try:
-            placed = run_blocking(self._disk.leave_running, task_id, token, make)
+            placed = run_blocking(self._disk.leave_running, task_id, token, hint, make)
         except _LeaseRenewed:
+            if hint is not None:
+                with self._guard:
+                    self._held[task_id, token] = hint
             return False
         if placed is None:
             return False
@@ -206,15 +285,18 @@ class FileStorage(BaseStorage):
         self._wakeup.notify_settled([(task_id, token, transition)], [True])
         return True
 
-    def release(self, task_id: str, token: str, now: float) -> bool:
+    def release(
+        self, task_id: str, token: str, now: float, history: str | None = None
+    ) -> bool:
         """Put an unfinished attempt back in pending/, due now, without spending it."""
         self._ready()
         (fresh,) = self._next_seqs(1)
 
         def make(current: TaskRecord, seq: int | None) -> list[tuple[TaskRecord, int]]:
-            return [(released_record(current, now), fresh if seq is None else seq)]
+            return [(names.released_record(current, now, history), fresh if seq is None else seq)]
 
-        placed = run_blocking(self._disk.leave_running, task_id, token, make)
+        hint = self._hint(task_id, token)
+        placed = run_blocking(self._disk.leave_running, task_id, token, hint, make)
         if placed is None:
             return False
         self._note(placed)
@@ -224,70 +306,94 @@ class FileStorage(BaseStorage):
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Move the lease (the running file's mtime) of each attempt still held."""
         self._ready()
-        return run_blocking(self._disk.heartbeat, list(leases), lease_until)
+        with self._guard:
+            hints = {lease: self._held[lease] for lease in leases if lease in self._held}
+        lost = run_blocking(self._disk.heartbeat, list(leases), hints, lease_until)
+        if lost:
+            gone = set(lost)
+            with self._guard:
+                for task_id, token in leases:
+                    if task_id in gone:
+                        self._held.pop((task_id, token), None)
+        return lost
 
     def expired(self, now: float, limit: int) -> list[TaskRecord]:
         """Running files whose lease ran out (running/ holds only the tasks in flight)."""
         self._ready()
         return run_blocking(self._disk.expired, now, limit)
 
-    def _pending_name(self, task_id: str, again: bool) -> tuple[str | None, str | None]:
-        """The pending name of ``task_id`` (and an intent of it), listing again if unsure."""
+    def _pending_name(
+        self, task_id: str, again: bool
+    ) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """``(queue, name)`` of ``task_id`` in pending/, and of an intent of it, listing again
+        if unsure."""
         with self._guard:
-            name = self._index.by_id.get(task_id)
-        if name is None or again:
-            self._refresh(eager=True)
+            entry = self._index.by_id.get(task_id)
+        if entry is None or again:
+            self._refresh(True, None)
             with self._guard:
-                name = self._index.by_id.get(task_id)
+                entry = self._index.by_id.get(task_id)
         with self._guard:
-            return name, self._index.intents.get(task_id)
+            for queue in self._index.scope(None):
+                intent = self._index.intent_of(queue, task_id)
+                if intent is not None:
+                    return entry, (queue, intent)
+        return entry, None
 
     def get(self, task_id: str) -> TaskRecord | None:
         """Look in done/, then running/, then pending/ (through the index), a few rounds.
 
         A task can move while it is looked for; another round finds it in its new place.
         """
-        if not valid_id(task_id):
+        if not names.valid_id(task_id):
             return None
         self._ready()
         for round_ in range(3):
             record, moving = run_blocking(self._disk.find_settled, task_id)
             if record is not None:
                 return record
-            name, intent = self._pending_name(task_id, again=round_ > 0 or moving)
+            entry, intent = self._pending_name(task_id, again=round_ > 0 or moving)
             if intent is not None:
-                marker = self._disk.pending / intent
+                marker = self._disk.pending_dir(intent[0]) / intent[1]
                 self._note(run_blocking(self._disk.roll_forward, marker, 0))
                 continue
-            if name is not None:
-                record = run_blocking(self._disk.read_pending, name, task_id)
+            if entry is not None:
+                record = run_blocking(self._disk.read_pending, *entry, task_id)
                 if record is not None:
                     return record
                 with self._guard:
-                    self._index.discard(name)
+                    self._index.discard(*entry)
         return None
 
-    def next_eta(self) -> float | None:
+    def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """The earliest eta this process knows of in pending/ (no file is read)."""
         with self._guard:
-            return self._index.first_eta()
+            return self._index.first_eta(None if queues is None else list(queues))
 
-    def list_tasks(self, status: str | None, limit: int, offset: int = 0) -> list[TaskRecord]:
-        """Tasks, most recently changed first, optionally of one status (reads one page)."""
-        statuses = ("pending", "running", *FINAL_STATUSES) if status is None else (status,)
-        if any(name not in ("pending", "running", *FINAL_STATUSES) for name in statuses):
+    def list_tasks(
+        self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks, most recently changed first, optionally of one status and queue (reads one
+        page)."""
+        statuses = STATUSES if status is None else (status,)
+        if any(name not in STATUSES for name in statuses):
+            return []
+        if queue is not None and not names.valid_queue(queue):
             return []
         self._ready()
-        return run_blocking(self._disk.list_page, statuses, limit, offset)
+        return run_blocking(self._disk.list_page, statuses, limit, offset, queue)
 
-    def count_by_status(self) -> dict[str, int]:
-        """Tasks per status, counted from file names (no file is read)."""
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Tasks per queue and status, counted from file names (no file is read)."""
         self._ready()
-        return run_blocking(self._disk.count)
+        return run_blocking(self._disk.count_by_queue)
 
     def requeue(self, task_id: str, now: float) -> bool:
-        """Move a FAILED or CANCELLED task back to pending/, due now, with a fresh budget."""
-        if not valid_id(task_id):
+        """Move a FAILED or CANCELLED task back to pending/, due now, with a fresh budget.
+
+        False also when another pending or running task holds its unique key now.
+        """
+        if not names.valid_id(task_id):
             return False
         self._ready()
         (seq,) = self._next_seqs(1)
@@ -298,28 +404,57 @@ class FileStorage(BaseStorage):
         self._wakeup.notify_due()
         return True
 
-    def purge(self, before: float, statuses: Sequence[str]) -> int:
+    def purge(self, before: float, statuses: Sequence[str], limit: int | None = None) -> int:
         """Delete final tasks of ``statuses`` (others are ignored) finished before ``before``."""
-        final = [status for status in FINAL_STATUSES if status in statuses]
+        final = [status for status in names.FINAL if status in statuses]
         if not final:
             return 0
         self._ready()
-        return run_blocking(self._disk.purge, before, final)
+        return run_blocking(self._disk.purge, before, final, limit)
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Fence on the pending file's name (a claim may win instead), then write it to done/."""
-        if not valid_id(task_id):
+        if not names.valid_id(task_id):
             return False
         self._ready()
         (fresh,) = self._next_seqs(1)
         for round_ in range(3):
-            name, _ = self._pending_name(task_id, again=round_ > 0)
-            if name is None:
+            entry, _ = self._pending_name(task_id, again=round_ > 0)
+            if entry is None:
                 return False
             with self._guard:
-                self._index.discard(name)
-            placed = run_blocking(self._disk.cancel, name, task_id, now, fresh)
+                self._index.discard(*entry)
+            placed = run_blocking(self._disk.cancel, *entry, task_id, now, fresh)
             if placed is not None:
                 self._wakeup.notify_finished([task_id])
                 return True
         return False
+
+    def put_state(self, kind: str, name: str, data: str, now: float) -> None:
+        """Create or replace a named record's data (its mark is kept), in one rename."""
+        self._ready()
+        run_blocking(self._disk.put_state, kind, name, data, now)
+
+    def get_state(self, kind: str, name: str) -> StateRecord | None:
+        """The named record, or ``None``."""
+        self._ready()
+        return run_blocking(self._disk.get_state, kind, name)
+
+    def list_state(self, kind: str) -> list[StateRecord]:
+        """Every record of ``kind``, by name."""
+        self._ready()
+        return run_blocking(self._disk.list_state, kind)
+
+    def delete_state(self, kind: str, name: str) -> bool:
+        """Delete a named record."""
+        self._ready()
+        return run_blocking(self._disk.delete_state, kind, name)
+
+    def advance_state(
+        self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
+    ) -> bool:
+        """Move the mark forward and add the records: one commit, under the kind's lock."""
+        self._check(records)
+        self._ready()
+        advanced, _ = self._publish(records, (kind, name, mark))
+        return advanced

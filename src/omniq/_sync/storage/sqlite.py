@@ -11,6 +11,7 @@ one ``UPDATE ... RETURNING`` over a partial index of due PENDING tasks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -23,8 +24,7 @@ import sqlite3
 
 from omniq import _sqlite_sql as sql
 from omniq._sync.storage.base import BaseStorage
-from omniq._concurrency import Lock, run_blocking
-from omniq._fs import ensure_private_file
+from omniq._sync.storage.sqlite_connection import DB_FILENAME, SQLiteConnection, scalar
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.exceptions import StorageError
 from omniq.records import (
@@ -32,11 +32,11 @@ from omniq.records import (
     RECORD_FIELDS,
     STATUSES,
     StateRecord,
+    TaskFilter,
     TaskRecord,
     Transition,
 )
 
-DB_FILENAME = "omniq.db"
 _QueuesKey = tuple[str, ...] | None
 # Claimed rows in claim order: higher priority, then earlier eta, then id.
 _PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
@@ -96,8 +96,9 @@ class SQLiteStorage(BaseStorage):
         self.path = database_path(path)
         self.durability = durability
         self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock = Lock()
+        self._db = SQLiteConnection(
+            self.path, durability, busy_timeout, on_open=self._forget_idle
+        )
         # After an empty claim, per set of queues asked for: (data_version, earliest
         # pending eta of those queues) at that moment.
         self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
@@ -107,82 +108,16 @@ class SQLiteStorage(BaseStorage):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    def _forget_idle(self) -> None:
+        self._idle.clear()
+
     def open(self) -> None:
-        """Open the database, switch it to WAL, and create or check the schema."""
-        if self._conn is not None:
-            return
-        with self._lock:
-            if self._conn is not None:
-                return
-            try:
-                # The directory that holds omniq.db is a store directory (Settings.base_dir):
-                # omniq's, so checked and made private; another file's is the user's.
-                run_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = sqlite3.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            except (OSError, sqlite3.Error) as error:
-                raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
-            try:
-                self._configure(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        synchronous = "FULL" if self.durability == "full" else "NORMAL"
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        # Under the write lock, so that many workers starting at once migrate once.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._scalar(conn, "PRAGMA user_version")
-            columns = self._table_columns(conn)
-            if version > sql.SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.path} has schema version {version}, newer than this omniq "
-                    f"understands ({sql.SCHEMA_VERSION}): upgrade omniq"
-                )
-            if version == 0 and not columns:
-                for statement in sql.CREATE:
-                    conn.execute(statement)
-            elif version == 1 and columns == sql.V1_TABLE_COLUMNS:
-                for statement in sql.MIGRATE_FROM_V1:
-                    conn.execute(statement)
-            elif version != sql.SCHEMA_VERSION or columns != sql.V2_TABLE_COLUMNS:
-                # Never adopt a table omniq did not make: every enqueue would fail later.
-                raise StorageError(
-                    f"{self.path} has a table {sql.TABLE} that omniq did not create (schema "
-                    f"version {version}, columns {sorted(columns)}); use another database "
-                    "file or base_dir"
-                )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _scalar(self, conn: sqlite3.Connection, query: str) -> int:
-        cursor = conn.execute(query)
-        row = cursor.fetchone()
-        cursor.close()
-        return int(row[0]) if row else 0
-
-    def _table_columns(self, conn: sqlite3.Connection) -> frozenset[str]:
-        cursor = conn.execute(f"PRAGMA table_info({sql.TABLE})")
-        rows = cursor.fetchall()
-        cursor.close()
-        return frozenset(str(row[1]) for row in rows)
+        """Open the database, switch it to WAL, and create, migrate or check the schema."""
+        self._db.open()
 
     def close(self) -> None:
         """Close the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self._db.close()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when any process makes a task pending (see ``omniq._wakeup``)."""
@@ -200,37 +135,32 @@ class SQLiteStorage(BaseStorage):
         """Stop calling ``callback``."""
         self._wakeup.unsubscribe_finished(callback)
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.open()
-        assert self._conn is not None
-        return self._conn
-
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
         """A write transaction over several statements (the write lock taken up front)."""
         # One connection is shared by every caller of this storage object, so the
         # lock keeps their transactions from interleaving on it.
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked(operation) as conn:
             self._idle.clear()  # this connection writes: the idle shortcut no longer holds
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # keep the error that got us here
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
-    def _write(self, statement: str, params: Sequence[object]) -> sqlite3.Cursor:
+    def _write(
+        self, operation: str, statement: str, params: Sequence[object]
+    ) -> sqlite3.Cursor:
         """One write statement, atomic on its own (autocommit).
 
         A write statement takes SQLite's write lock when it starts, waiting on the
         busy timeout, so it needs no BEGIN IMMEDIATE around it: one round-trip to
         the driver instead of three.
         """
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked(operation) as conn:
             self._idle.clear()
             return conn.execute(statement, params)
 
@@ -244,10 +174,10 @@ class SQLiteStorage(BaseStorage):
         transaction (under the write lock, so no race can slip in between).
         """
         if len(records) == 1 and records[0].unique_key is None:
-            self._write(*_insert(records[0]))
+            self._write("add", *_insert(records[0]))
             self._wakeup.notify_due()
             return [records[0].id]
-        with self._transaction() as conn:
+        with self._transaction("add") as conn:
             ids = self._add_in(conn, records)
         if any(task_id == record.id for task_id, record in zip(ids, records, strict=True)):
             self._wakeup.notify_due()
@@ -315,7 +245,7 @@ class SQLiteStorage(BaseStorage):
             # Nothing due: remember (data_version, earliest eta) for the idle shortcut.
             # The version is read first and the levels again after it, so a commit in
             # between shows as a changed version and the shortcut cannot miss it.
-            version = self._scalar(conn, "PRAGMA data_version")
+            version = scalar(conn, "PRAGMA data_version")
             etas = [eta for _, _, eta in self._levels(conn, queues)]
             if all(eta > now for eta in etas):
                 self._idle[_key(queues)] = (version, min(etas, default=None))
@@ -350,8 +280,7 @@ class SQLiteStorage(BaseStorage):
         # No BEGIN: the levels are read, then the UPDATE is atomic on its own and checks
         # again that each row is pending and due. A level that appears in between is
         # like a task enqueued just after this claim: the next claim takes it.
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked("claim") as conn:
             self._idle.clear()
             return self._claim_in(conn, now, lease_until, limit, queues, worker)
 
@@ -363,10 +292,12 @@ class SQLiteStorage(BaseStorage):
         """Apply several outcomes in one transaction: one disk sync for all of them."""
         if len(items) == 1 and items[0][2].successor is None:
             task_id, token, transition = items[0]
-            cursor = self._write(sql.FINISH, _finish_params(task_id, token, transition))
+            cursor = self._write(
+                "finish_many", sql.FINISH, _finish_params(task_id, token, transition)
+            )
             applied = [cursor.rowcount == 1]
         else:
-            with self._transaction() as conn:
+            with self._transaction("finish_many") as conn:
                 applied = [self._finish_one(conn, *item) for item in items]
         self._wakeup.notify_settled(items, applied)
         return applied
@@ -402,7 +333,7 @@ class SQLiteStorage(BaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        with self._transaction() as conn:
+        with self._transaction("finish_and_claim") as conn:
             finished = [self._finish_one(conn, *item) for item in items]
             claimed = self._claim_in(conn, now, lease_until, limit, queues, worker)
         self._wakeup.notify_settled(items, finished)
@@ -412,7 +343,7 @@ class SQLiteStorage(BaseStorage):
         self, task_id: str, token: str, now: float, history: str | None = None
     ) -> bool:
         """Put an unfinished task back to PENDING without spending an attempt."""
-        cursor = self._write(sql.RELEASE, (now, now, history, task_id, token))
+        cursor = self._write("release", sql.RELEASE, (now, now, history, task_id, token))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_due()
@@ -421,7 +352,7 @@ class SQLiteStorage(BaseStorage):
     def heartbeat(self, leases: Sequence[tuple[str, str]], lease_until: float) -> list[str]:
         """Extend leases still held; report the ones lost."""
         lost: list[str] = []
-        with self._transaction() as conn:
+        with self._transaction("heartbeat") as conn:
             for task_id, token in leases:
                 cursor = conn.execute(sql.HEARTBEAT, (lease_until, task_id, token))
                 if cursor.rowcount != 1:
@@ -440,8 +371,7 @@ class SQLiteStorage(BaseStorage):
 
     def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """The earliest pending eta: the first entry of each level of the due index."""
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked("read") as conn:
             levels = self._levels(conn, queues)
         return min((eta for _, _, eta in levels), default=None)
 
@@ -450,9 +380,8 @@ class SQLiteStorage(BaseStorage):
         idle = self._idle.get(_key(queues))
         if idle is None:
             return False
-        conn = self._connection()
-        with self._lock:
-            version = self._scalar(conn, "PRAGMA data_version")
+        with self._db.locked("read") as conn:
+            version = scalar(conn, "PRAGMA data_version")
         if version != idle[0] or self._idle.get(_key(queues)) is not idle:
             return False
         next_eta = idle[1]
@@ -460,7 +389,7 @@ class SQLiteStorage(BaseStorage):
 
     def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
-        cursor = self._write(sql.CANCEL, (now, now, task_id))
+        cursor = self._write("cancel", sql.CANCEL, (now, now, task_id))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_finished([task_id])
@@ -476,8 +405,7 @@ class SQLiteStorage(BaseStorage):
 
     def count_by_queue(self) -> dict[str, dict[str, int]]:
         """Per queue, how many tasks are in each status (zeros included)."""
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked("read") as conn:
             cursor = conn.execute(sql.COUNT_BY_QUEUE)
             rows = cursor.fetchall()
             cursor.close()
@@ -489,7 +417,7 @@ class SQLiteStorage(BaseStorage):
 
     def requeue(self, task_id: str, now: float) -> bool:
         """A FAILED or CANCELLED task back to PENDING, due now, with a fresh budget."""
-        cursor = self._write(sql.REQUEUE, (now, now, task_id))
+        cursor = self._write("requeue", sql.REQUEUE, (now, now, task_id))
         if cursor.rowcount != 1:
             return False
         self._wakeup.notify_due()
@@ -501,15 +429,38 @@ class SQLiteStorage(BaseStorage):
         if not final:
             return 0
         params: tuple[object, ...] = (before,) if limit is None else (before, limit)
-        cursor = self._write(sql.purge_of(final, limit is not None), params)
+        cursor = self._write("purge", sql.purge_of(final, limit is not None), params)
         return int(cursor.rowcount)
+
+    def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first (one query)."""
+        values = (query.status, query.queue, query.func_contains, query.id_contains)
+        params = [value for value in (*values, query.parent_id) if value is not None]
+        statement = sql.find_of(*(value is not None for value in (*values, query.parent_id)))
+        return self._select(statement, (*params, limit, offset))
+
+    def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status (a range of the finished index)."""
+        rows = self._rows(sql.COUNT_FINISHED, (since, width, since))
+        return [(int(slot), str(queue), str(status), int(n)) for slot, queue, status, n in rows]
+
+    def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """The earliest pending eta per queue: the first entry of each level of the due index."""
+        if not queues:
+            return {}
+        with self._db.locked("read") as conn:
+            levels = self._levels(conn, queues)
+        earliest: dict[str, float] = {}
+        for queue, _, eta in levels:
+            earliest[queue] = min(eta, earliest.get(queue, eta))
+        return earliest
 
     def _select(self, statement: str, params: Sequence[object]) -> list[TaskRecord]:
         return [TaskRecord(*row) for row in self._rows(statement, params)]
 
     def put_state(self, kind: str, name: str, data: str, now: float) -> None:
         """Create or replace a named record's data (its mark is kept)."""
-        self._write(sql.PUT_STATE, (kind, name, data, now))
+        self._write("put_state", sql.PUT_STATE, (kind, name, data, now))
 
     def get_state(self, kind: str, name: str) -> StateRecord | None:
         """The named record, or ``None``."""
@@ -522,14 +473,14 @@ class SQLiteStorage(BaseStorage):
 
     def delete_state(self, kind: str, name: str) -> bool:
         """Delete a named record."""
-        cursor = self._write(sql.DELETE_STATE, (kind, name))
+        cursor = self._write("delete_state", sql.DELETE_STATE, (kind, name))
         return cursor.rowcount == 1
 
     def advance_state(
         self, kind: str, name: str, mark: float, records: Sequence[TaskRecord]
     ) -> bool:
         """Move the mark forward and add the records in one transaction (under the write lock)."""
-        with self._transaction() as conn:
+        with self._transaction("advance_state") as conn:
             cursor = conn.execute(sql.ADVANCE_STATE, (mark, kind, name, mark))
             advanced = cursor.rowcount == 1
             cursor.close()
@@ -540,8 +491,7 @@ class SQLiteStorage(BaseStorage):
         return advanced
 
     def _rows(self, statement: str, params: Sequence[object]) -> list[Any]:
-        conn = self._connection()
-        with self._lock:
+        with self._db.locked("read") as conn:
             cursor = conn.execute(statement, params)
             rows = cursor.fetchall()
             cursor.close()
