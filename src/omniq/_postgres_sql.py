@@ -127,6 +127,16 @@ def next_eta(named: bool) -> str:
     """
 
 
+# Per queue of %(queues)s with pending tasks, its earliest eta (one seek per level).
+EARLIEST_PENDING = f"""
+    WITH RECURSIVE {_QUEUE_LEVELS}
+    SELECT level.q, min(first.eta) FROM level CROSS JOIN LATERAL (
+        SELECT eta {_PENDING} AND queue = level.q AND priority = level.p ORDER BY eta LIMIT 1
+    ) AS first
+    GROUP BY level.q
+"""
+
+
 def claimed_records(rows: Sequence[Sequence[Any]]) -> list[TaskRecord]:
     """Claimed rows (seq first) as records, in claim order (RETURNING promises none)."""
     priority, eta = CLAIM_ORDER
@@ -359,16 +369,34 @@ GET = f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s"
 COUNT_BY_QUEUE = f"SELECT queue, status, count(*) FROM {TABLE} GROUP BY queue, status"
 
 
-@functools.lru_cache(maxsize=4)
-def list_tasks(status: bool, queue: bool) -> str:
-    """A page of tasks, newest change first, filtered by ``%(status)s``/``%(queue)s``."""
-    filters = (("status = %(status)s", status), ("queue = %(queue)s", queue))
-    chosen = [term for term, wanted in filters if wanted]
+_FILTERS = (
+    ("status", "status = %(status)s"),
+    ("queue", "queue = %(queue)s"),
+    ("func", "strpos(func_path, %(func)s) > 0"),
+    ("id", "strpos(id, %(id)s) > 0"),
+    ("parent", "parent_id = %(parent)s"),
+)
+
+
+@functools.lru_cache(maxsize=32)
+def find_tasks(wanted: frozenset[str]) -> str:
+    """A page of tasks, newest change first, filtered by the parameters named in
+    ``wanted`` (of ``status``, ``queue``, ``func``, ``id``, ``parent``)."""
+    chosen = [term for name, term in _FILTERS if name in wanted]
     where = f"WHERE {' AND '.join(chosen)}" if chosen else ""
     return (
         f"SELECT {COLUMNS} FROM {TABLE} {where} "
         "ORDER BY updated_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s"
     )
+
+
+# Finished tasks per (time slot, queue, status) since %(since)s: a range of the
+# finished index.
+COUNT_FINISHED = f"""
+    SELECT floor((finished_at - %(since)s) / %(width)s)::bigint AS slot, queue, status, count(*)
+    FROM {TABLE} WHERE status IN ({FINAL_LIST}) AND finished_at >= %(since)s
+    GROUP BY 1, 2, 3
+"""
 
 
 # The final statuses are literals too, so the planner sees that the finished index

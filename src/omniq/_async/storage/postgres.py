@@ -48,7 +48,7 @@ from omniq._async.storage.postgres_listener import AsyncPostgresWakeups
 from omniq._postgres_schema import FINAL, MIGRATION_LOCK_CLASS
 from omniq._wakeup import FinishedCallback
 from omniq.exceptions import StorageError
-from omniq.records import STATUSES, StateRecord, TaskRecord, Transition
+from omniq.records import STATUSES, StateRecord, TaskFilter, TaskRecord, Transition
 
 __all__ = ["MIGRATION_LOCK_CLASS", "AsyncPostgresStorage", "describe_dsn"]
 
@@ -350,9 +350,36 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         self, status: str | None, limit: int, offset: int = 0, queue: str | None = None
     ) -> list[TaskRecord]:
         """Tasks (of ``status`` and ``queue``, or all), most recently changed first."""
-        statement = sql.list_tasks(status is not None, queue is not None)
-        params = {"status": status, "queue": queue, "limit": limit, "offset": offset}
-        return await self._select("list", statement, params)
+        return await self.find_tasks(TaskFilter(status=status, queue=queue), limit, offset)
+
+    async def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
+        """Tasks matching ``query``, newest change first (one query)."""
+        params: dict[str, Any] = {
+            "status": query.status,
+            "queue": query.queue,
+            "func": query.func_contains,
+            "id": query.id_contains,
+            "parent": query.parent_id,
+        }
+        wanted = frozenset(name for name, value in params.items() if value is not None)
+        params.update(limit=limit, offset=offset)
+        return await self._select("list", sql.find_tasks(wanted), params)
+
+    async def count_finished(self, since: float, width: float) -> list[tuple[int, str, str, int]]:
+        """Finished tasks per time slot, queue and status (a range of the finished index)."""
+        async with self._connection("count_finished") as conn:
+            cursor = await conn.execute(sql.COUNT_FINISHED, {"since": since, "width": width})
+            rows = await cursor.fetchall()
+        return [(int(slot), str(queue), str(status), int(n)) for slot, queue, status, n in rows]
+
+    async def earliest_pending(self, queues: Sequence[str]) -> dict[str, float]:
+        """The earliest pending eta per queue: the first entry of each level of the due index."""
+        if not queues:
+            return {}
+        async with self._connection("earliest_pending") as conn:
+            cursor = await conn.execute(sql.EARLIEST_PENDING, {"queues": sorted(set(queues))})
+            rows = await cursor.fetchall()
+        return {str(queue): float(eta) for queue, eta in rows}
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """Per queue, how many tasks are in each status (zeros included)."""

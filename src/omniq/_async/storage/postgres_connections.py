@@ -9,6 +9,11 @@ client side a watch (:class:`AsyncDeadlineWatch`) that shuts down the socket of 
 call the server has not answered in time (a half-open connection, a server that
 hangs), so the call fails with a :class:`~omniq.exceptions.StorageError` and the
 pool replaces the connection. Both are logged as errors when they happen.
+
+Fork safety: a child forked after the store was used must not touch its parent's
+connections (closing one would send the server the parent's goodbye). On first use
+in a new process the inherited pool is abandoned (``omniq._inherited``) and a pool
+of the child's own is opened.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from omniq import _postgres_schema as schema
 from omniq import logging as omniq_logging
 from omniq._concurrency import AsyncEvent, AsyncHandle, AsyncLock, AsyncThreadGuard, ajoin, aspawn
+from omniq._inherited import abandon_after_fork
 from omniq._postgres_sql import channel_name
 from omniq._secrets import redact
 from omniq.exceptions import StorageError
@@ -197,9 +203,21 @@ class AsyncPostgresConnections:
         self.watch = AsyncDeadlineWatch(self.server)
         self._pool: AsyncConnectionPool[PgConnection] | None = None
         self._lock = AsyncLock()
+        self._pid = os.getpid()
+
+    def check_fork(self) -> None:
+        """In a forked child: forget the parent's pool and watch, never close them."""
+        if self._pid == os.getpid():
+            return
+        abandon_after_fork(self._pool)
+        self._pool = None
+        self._lock = AsyncLock()  # another thread of the parent may have held it at fork
+        self.watch = AsyncDeadlineWatch(self.server)
+        self._pid = os.getpid()
 
     async def open(self) -> None:
         """Create or upgrade the schema, then open the pool. Idempotent."""
+        self.check_fork()
         if self._pool is not None:
             return
         async with self._lock:
@@ -220,7 +238,8 @@ class AsyncPostgresConnections:
             self._pool = pool
 
     async def close(self) -> None:
-        """Close the pool and stop the deadline watch."""
+        """Close the pool and stop the deadline watch (a child's inherited pool is left)."""
+        self.check_fork()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -243,6 +262,7 @@ class AsyncPostgresConnections:
 
     async def connect(self) -> PgConnection:
         """A new autocommit connection outside the pool (listeners, migrations)."""
+        self.check_fork()
         try:
             return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         except psycopg.Error as error:
@@ -259,7 +279,7 @@ class AsyncPostgresConnections:
         Every driver error, from getting the connection to the last fetch, comes out
         as a :class:`StorageError` that names the call.
         """
-        if self._pool is None:
+        if self._pool is None or self._pid != os.getpid():
             await self.open()
         assert self._pool is not None
         call: WatchedCall | None = None

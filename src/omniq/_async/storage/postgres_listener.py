@@ -8,11 +8,13 @@ from the pool). A listener reconnects with backoff when its connection drops and
 calls its subscribers after each (re)connection, since a notification sent while
 it was not listening is lost. It also pings its server every few seconds under a
 deadline: a half-open connection delivers no notification and raises no error, so
-without the ping a listener would wait on it forever.
+without the ping a listener would wait on it forever. A forked child starts with no
+listener and no subscriber: the parent's are abandoned, never closed.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -21,6 +23,7 @@ from psycopg import sql
 from omniq import logging as omniq_logging
 from omniq._async.storage.postgres_connections import AsyncPostgresConnections, PgConnection
 from omniq._concurrency import AsyncEvent, AsyncHandle, AsyncThreadGuard, acancel, ajoin, aspawn
+from omniq._inherited import abandon_after_fork
 from omniq._postgres_sql import channel_name, finished_channel
 from omniq._secrets import redact
 from omniq._wakeup import DONE, DUE, LINGER, FinishedCallback
@@ -45,9 +48,29 @@ class AsyncPostgresWakeups:
         self._finished_listener: AsyncHandle | None = None
         self._finished_stop: AsyncEvent | None = None
         self._finished_idle_since: float | None = None
+        self._conns: dict[str, PgConnection] = {}  # per topic: the listening connection
+        self._pid = os.getpid()
+
+    def _check_fork(self) -> None:
+        """In a forked child: drop the parent's listeners and subscribers, untouched."""
+        if self._pid == os.getpid():
+            return
+        abandon_after_fork(
+            (self._listener, self._listener_stop, self._finished_listener, self._finished_stop)
+        )
+        abandon_after_fork(dict(self._conns))
+        self._guard = AsyncThreadGuard()
+        self._callbacks = []
+        self._finished_callbacks = []
+        self._listener = self._listener_stop = None
+        self._finished_listener = self._finished_stop = None
+        self._finished_idle_since = None
+        self._conns = {}
+        self._pid = os.getpid()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever a task is made pending; the first one starts a listener."""
+        self._check_fork()
         with self._guard:
             self._callbacks.append(callback)
             if self._listener is None:
@@ -57,6 +80,7 @@ class AsyncPostgresWakeups:
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback`` (the listener runs until :meth:`close`)."""
+        self._check_fork()
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
@@ -67,6 +91,7 @@ class AsyncPostgresWakeups:
         The first subscription starts the second listener; it stops ``LINGER``
         seconds after the last subscriber left.
         """
+        self._check_fork()
         with self._guard:
             self._finished_callbacks.append(callback)
             self._finished_idle_since = None
@@ -79,6 +104,7 @@ class AsyncPostgresWakeups:
 
     def unsubscribe_finished(self, callback: FinishedCallback) -> None:
         """Stop calling ``callback``."""
+        self._check_fork()
         with self._guard:
             if callback in self._finished_callbacks:
                 self._finished_callbacks.remove(callback)
@@ -87,6 +113,7 @@ class AsyncPostgresWakeups:
 
     async def close(self) -> None:
         """Stop both listeners (waking them with a notification if they wait for one)."""
+        self._check_fork()
         with self._guard:
             channel = self.connections.channel
             listeners = [
@@ -151,6 +178,8 @@ class AsyncPostgresWakeups:
                 await stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
+            with self._guard:
+                self._conns[topic] = conn  # so that a forked child can leave it alone
             try:
                 await self._serve(conn, stop, topic)
                 delay = RECONNECT_MIN
@@ -160,6 +189,9 @@ class AsyncPostgresWakeups:
                         "listen", redact(f"{error} (reconnecting in {delay:g}s)", dsn)
                     )
             finally:
+                with self._guard:
+                    if self._conns.get(topic) is conn:
+                        del self._conns[topic]
                 await conn.close()
             if not stop.is_set():
                 await stop.wait(delay)

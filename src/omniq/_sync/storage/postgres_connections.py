@@ -10,6 +10,11 @@ client side a watch (:class:`AsyncDeadlineWatch`) that shuts down the socket of 
 call the server has not answered in time (a half-open connection, a server that
 hangs), so the call fails with a :class:`~omniq.exceptions.StorageError` and the
 pool replaces the connection. Both are logged as errors when they happen.
+
+Fork safety: a child forked after the store was used must not touch its parent's
+connections (closing one would send the server the parent's goodbye). On first use
+in a new process the inherited pool is abandoned (``omniq._inherited``) and a pool
+of the child's own is opened.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from psycopg_pool import ConnectionPool
 from omniq import _postgres_schema as schema
 from omniq import logging as omniq_logging
 from omniq._concurrency import Event, Handle, Lock, ThreadGuard, join, spawn
+from omniq._inherited import abandon_after_fork
 from omniq._postgres_sql import channel_name
 from omniq._secrets import redact
 from omniq.exceptions import StorageError
@@ -198,9 +204,21 @@ class PostgresConnections:
         self.watch = DeadlineWatch(self.server)
         self._pool: ConnectionPool[PgConnection] | None = None
         self._lock = Lock()
+        self._pid = os.getpid()
+
+    def check_fork(self) -> None:
+        """In a forked child: forget the parent's pool and watch, never close them."""
+        if self._pid == os.getpid():
+            return
+        abandon_after_fork(self._pool)
+        self._pool = None
+        self._lock = Lock()  # another thread of the parent may have held it at fork
+        self.watch = DeadlineWatch(self.server)
+        self._pid = os.getpid()
 
     def open(self) -> None:
         """Create or upgrade the schema, then open the pool. Idempotent."""
+        self.check_fork()
         if self._pool is not None:
             return
         with self._lock:
@@ -221,7 +239,8 @@ class PostgresConnections:
             self._pool = pool
 
     def close(self) -> None:
-        """Close the pool and stop the deadline watch."""
+        """Close the pool and stop the deadline watch (a child's inherited pool is left)."""
+        self.check_fork()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
@@ -244,6 +263,7 @@ class PostgresConnections:
 
     def connect(self) -> PgConnection:
         """A new autocommit connection outside the pool (listeners, migrations)."""
+        self.check_fork()
         try:
             return psycopg.Connection.connect(self.conninfo, autocommit=True)
         except psycopg.Error as error:
@@ -260,7 +280,7 @@ class PostgresConnections:
         Every driver error, from getting the connection to the last fetch, comes out
         as a :class:`StorageError` that names the call.
         """
-        if self._pool is None:
+        if self._pool is None or self._pid != os.getpid():
             self.open()
         assert self._pool is not None
         call: WatchedCall | None = None

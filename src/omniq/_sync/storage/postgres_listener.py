@@ -9,11 +9,13 @@ from the pool). A listener reconnects with backoff when its connection drops and
 calls its subscribers after each (re)connection, since a notification sent while
 it was not listening is lost. It also pings its server every few seconds under a
 deadline: a half-open connection delivers no notification and raises no error, so
-without the ping a listener would wait on it forever.
+without the ping a listener would wait on it forever. A forked child starts with no
+listener and no subscriber: the parent's are abandoned, never closed.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -22,6 +24,7 @@ from psycopg import sql
 from omniq import logging as omniq_logging
 from omniq._sync.storage.postgres_connections import PostgresConnections, PgConnection
 from omniq._concurrency import Event, Handle, ThreadGuard, cancel, join, spawn
+from omniq._inherited import abandon_after_fork
 from omniq._postgres_sql import channel_name, finished_channel
 from omniq._secrets import redact
 from omniq._wakeup import DONE, DUE, LINGER, FinishedCallback
@@ -46,9 +49,29 @@ class PostgresWakeups:
         self._finished_listener: Handle | None = None
         self._finished_stop: Event | None = None
         self._finished_idle_since: float | None = None
+        self._conns: dict[str, PgConnection] = {}  # per topic: the listening connection
+        self._pid = os.getpid()
+
+    def _check_fork(self) -> None:
+        """In a forked child: drop the parent's listeners and subscribers, untouched."""
+        if self._pid == os.getpid():
+            return
+        abandon_after_fork(
+            (self._listener, self._listener_stop, self._finished_listener, self._finished_stop)
+        )
+        abandon_after_fork(dict(self._conns))
+        self._guard = ThreadGuard()
+        self._callbacks = []
+        self._finished_callbacks = []
+        self._listener = self._listener_stop = None
+        self._finished_listener = self._finished_stop = None
+        self._finished_idle_since = None
+        self._conns = {}
+        self._pid = os.getpid()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever a task is made pending; the first one starts a listener."""
+        self._check_fork()
         with self._guard:
             self._callbacks.append(callback)
             if self._listener is None:
@@ -58,6 +81,7 @@ class PostgresWakeups:
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback`` (the listener runs until :meth:`close`)."""
+        self._check_fork()
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
@@ -68,6 +92,7 @@ class PostgresWakeups:
         The first subscription starts the second listener; it stops ``LINGER``
         seconds after the last subscriber left.
         """
+        self._check_fork()
         with self._guard:
             self._finished_callbacks.append(callback)
             self._finished_idle_since = None
@@ -80,6 +105,7 @@ class PostgresWakeups:
 
     def unsubscribe_finished(self, callback: FinishedCallback) -> None:
         """Stop calling ``callback``."""
+        self._check_fork()
         with self._guard:
             if callback in self._finished_callbacks:
                 self._finished_callbacks.remove(callback)
@@ -88,6 +114,7 @@ class PostgresWakeups:
 
     def close(self) -> None:
         """Stop both listeners (waking them with a notification if they wait for one)."""
+        self._check_fork()
         with self._guard:
             channel = self.connections.channel
             listeners = [
@@ -152,6 +179,8 @@ class PostgresWakeups:
                 stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
+            with self._guard:
+                self._conns[topic] = conn  # so that a forked child can leave it alone
             try:
                 self._serve(conn, stop, topic)
                 delay = RECONNECT_MIN
@@ -161,6 +190,9 @@ class PostgresWakeups:
                         "listen", redact(f"{error} (reconnecting in {delay:g}s)", dsn)
                     )
             finally:
+                with self._guard:
+                    if self._conns.get(topic) is conn:
+                        del self._conns[topic]
                 conn.close()
             if not stop.is_set():
                 stop.wait(delay)
