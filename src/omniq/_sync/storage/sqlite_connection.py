@@ -130,6 +130,9 @@ class SQLiteConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        # A closed store may be opened again from another event loop (a second app
+        # start-up, a second test client): the lock must not stay tied to this one.
+        self.lock = Lock()
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's connection and lock, never use them."""
