@@ -42,8 +42,12 @@ def store_options() -> dict[str, Any]:
         "base_dir": base_dir,
         "poll_interval": 0.05,
     }
-    if os.environ.get("OMNIQ_DJANGO_DSN"):
-        options["dsn"] = os.environ["OMNIQ_DJANGO_DSN"]
+    if options["backend"] == "postgres":
+        # Tests and their workers name a schema of their own; the server's default
+        # database only stands in until they do (a backend is made at import).
+        options["dsn"] = os.environ.get("OMNIQ_DJANGO_DSN") or os.environ.get(
+            "OMNIQ_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+        )
     return options
 
 

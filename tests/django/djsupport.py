@@ -106,3 +106,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.02)
+
+
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """Wait until ``path`` exists (a task writes it to say it started)."""
+    wait_until(Path(path).exists, timeout, path)

@@ -7,6 +7,14 @@ Add ``"omniq.contrib.django"`` to ``INSTALLED_APPS``, point a ``TASKS`` alias at
 Importing this package needs no configured settings.
 """
 
+try:
+    import django.tasks  # noqa: F401  # Django 6.0 added the Tasks framework
+except ImportError as error:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "omniq.contrib.django needs Django 6.0 or newer (which needs Python 3.12+): "
+        "pip install 'omniq[django]'"
+    ) from error
+
 from omniq.contrib.django.backend import OmniQBackend
 
 __all__ = ["OmniQBackend"]

@@ -17,11 +17,14 @@ Any number of workers may serve one store; each task runs once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +32,7 @@ from django.db import close_old_connections
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
-from omniq import limits
+from omniq import WorkerPool, limits
 from omniq.contrib.django.backend import OmniQBackend
 from omniq.contrib.django.naming import omniq_queue
 
@@ -115,6 +118,31 @@ def close_connections_after(task: Any, outcome: Any) -> None:
     close_old_connections()
 
 
+@contextlib.contextmanager
+def _signals_before_serving(pool: WorkerPool) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM while the worker starts up: stop cleanly (exit 0), not die of it.
+
+    The pool handles the signals itself while it serves; before that (Django, the store
+    and the pool starting) a signal is noted here, stops the pool and ends the worker.
+    Yields the list of signals noted. Nothing is installed outside the main thread.
+    """
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, frame: object) -> None:
+        noted.append(signum)
+        pool.stop()
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def serve(options: WorkerOptions) -> int:
     """Run the worker ``options`` describe; return how many task executions finished.
 
@@ -141,21 +169,25 @@ def serve(options: WorkerOptions) -> int:
     pool = backend.omniq.worker_pool(**overrides)
     pool.before_task(close_connections_before)
     pool.after_task(close_connections_after)
-    logger.info(
-        "Starting worker worker_id=%s queues=%s",
-        worker_id,
-        ",".join(name.partition(":")[2] for name in queues),
-    )
-    with pool:
-        if options.batch:
-            processed = pool.process_tasks(limit=options.max_tasks or limits.MAX_COUNT)
-        elif options.max_tasks is not None:
-            # With a duration the pool waits for tasks instead of returning when none is due.
-            processed = pool.process_tasks(
-                limit=options.max_tasks, duration=limits.MAX_WAIT_SECONDS
-            )
-        else:
-            processed = pool.process_tasks()
+    with _signals_before_serving(pool) as stopped:
+        logger.info(
+            "Starting worker worker_id=%s queues=%s",
+            worker_id,
+            ",".join(name.partition(":")[2] for name in queues),
+        )
+        with pool:
+            if stopped:  # a signal came while starting up: nothing to finish
+                processed = 0
+            elif options.batch:
+                processed = pool.process_tasks(limit=options.max_tasks or limits.MAX_COUNT)
+            elif options.max_tasks is not None:
+                # With a duration the pool waits for tasks instead of returning when none
+                # is due.
+                processed = pool.process_tasks(
+                    limit=options.max_tasks, duration=limits.MAX_WAIT_SECONDS
+                )
+            else:
+                processed = pool.process_tasks()
     if options.max_tasks is not None and processed >= options.max_tasks:
         logger.info(
             "Run maximum tasks (%d) on worker=%s - exiting gracefully.", processed, worker_id
