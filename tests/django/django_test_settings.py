@@ -3,8 +3,9 @@
 The omniq store of the ``TASKS`` aliases comes from the environment, so a worker
 process started by a test (``python -m django omniq_worker``) serves the test's store:
 ``OMNIQ_TEST_BACKEND`` (sqlite, file, memory or postgres), ``OMNIQ_DJANGO_STORE`` (the
-base directory) and ``OMNIQ_DJANGO_DSN`` (PostgreSQL). Tests in this process replace
-``TASKS`` with a fresh store each (``djsupport.StoreTestMixin``).
+base directory), ``OMNIQ_DJANGO_DSN`` (PostgreSQL) and ``OMNIQ_DJANGO_LEASE_TIMEOUT``.
+Tests in this process replace ``TASKS`` with a fresh store each
+(``djsupport.StoreTestMixin``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def store_options() -> dict[str, Any]:
         "base_dir": base_dir,
         "poll_interval": 0.05,
     }
+    if os.environ.get("OMNIQ_DJANGO_LEASE_TIMEOUT"):
+        options["lease_timeout"] = float(os.environ["OMNIQ_DJANGO_LEASE_TIMEOUT"])
     if options["backend"] == "postgres":
         # Tests and their workers name a schema of their own; the server's default
         # database only stands in until they do (a backend is made at import).

@@ -74,6 +74,7 @@ class StoreTestMixin:
         env["OMNIQ_DJANGO_STORE"] = self.options["base_dir"]
         env["OMNIQ_TEST_BACKEND"] = BACKEND
         env["OMNIQ_DJANGO_DSN"] = self.options.get("dsn", "")
+        env["OMNIQ_DJANGO_LEASE_TIMEOUT"] = str(self.options.get("lease_timeout", ""))
         env["DJANGO_SETTINGS_MODULE"] = "django_test_settings"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         env.pop("OMNIQ_LOG_LEVEL", None)

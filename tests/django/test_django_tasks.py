@@ -269,6 +269,18 @@ class TaskTestCase(djsupport.StoreTestMixin, SimpleTestCase):
 
         self.assertEqual(unpickled_task, test_tasks.noop_task)
 
+    def test_unpickle_arbitrary_string(self) -> None:
+        kwargs = {"func": "does.not.exist.fake_task"}
+        msg = "Expected 'does.not.exist.fake_task' to point to a Task instance."
+        with self.assertRaisesMessage(ValueError, msg):
+            Task._reconstruct(kwargs)
+
+    def test_unpickle_non_task_object(self) -> None:
+        kwargs = {"func": "builtins.any"}
+        msg = "Expected 'builtins.any' to point to a Task instance."
+        with self.assertRaisesMessage(ValueError, msg):
+            Task._reconstruct(kwargs)
+
     def test_pickle_task_result(self) -> None:
         result = test_tasks.noop_task.enqueue()
         pickled_result = pickle.dumps(result)

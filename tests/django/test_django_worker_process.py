@@ -19,6 +19,7 @@ from django.tasks import TaskResultStatus, default_task_backend, task_backends
 from django.test import SimpleTestCase
 from djapp import tasks as test_tasks
 
+from omniq.contrib.django.exceptions import WorkerLost
 from omniq.models import AttemptOutcome
 
 PROCESS_TIMEOUT = 120.0
@@ -217,3 +218,33 @@ class WorkerProcessTestCase(djsupport.StoreTestMixin, SimpleTestCase):
         self.assertIn(
             "CommandError: --backend nope: The connection 'nope' doesn't exist.", worker.output
         )
+
+
+class KilledWorkerTestCase(djsupport.StoreTestMixin, SimpleTestCase):
+    extra_options = {"lease_timeout": 1.0}  # recovered 1 s after its worker died
+
+    def test_the_task_of_a_killed_worker_fails_as_worker_lost(self) -> None:
+        started = str(self.store_dir / "started")
+        result = test_tasks.wait_for_file.enqueue(started, str(self.store_dir / "never"))
+        victim = Worker(self.start_worker("--worker-id", "victim"))
+        djsupport.wait_for_file(started, PROCESS_TIMEOUT)
+        victim.process.kill()
+        self.assertEqual(victim.finish(), -signal.SIGKILL)
+        result.refresh()
+        self.assertEqual(result.status, TaskResultStatus.RUNNING)  # until its lease runs out
+
+        rescuer = Worker(self.start_worker("--worker-id", "rescuer"))
+
+        def failed() -> bool:
+            result.refresh()
+            return bool(result.status == TaskResultStatus.FAILED)
+
+        djsupport.wait_until(failed, PROCESS_TIMEOUT, "the lost task to fail")
+        rescuer.process.send_signal(signal.SIGTERM)
+        self.assertEqual(rescuer.finish(), 0, rescuer.output)
+        self.assertEqual(result.worker_ids, ["victim"])  # its one execution, spent
+        self.assertEqual(
+            result.errors[0].exception_class_path, "omniq.contrib.django.exceptions.WorkerLost"
+        )
+        self.assertIs(result.errors[0].exception_class, WorkerLost)
+        self.assertIn("lease ran out", result.errors[0].traceback)

@@ -45,6 +45,7 @@ import dataclasses
 import importlib
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -118,6 +119,7 @@ class _AppState:
         self.settings = settings
         self._facade: omniq.OmniQ | None = None
         self._lock = threading.Lock()
+        _STATES.add(self)
 
     def facade(self) -> omniq.OmniQ:
         with self._lock:
@@ -130,6 +132,19 @@ class _AppState:
             facade, self._facade = self._facade, None
         if facade is not None:
             facade.close()
+
+
+_STATES: weakref.WeakSet[_AppState] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fork while another thread held a lock must not leave the child's lock held."""
+    for state in list(_STATES):
+        state._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class OmniQ:

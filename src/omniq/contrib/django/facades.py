@@ -10,6 +10,7 @@ exit. Facades are fork-safe (a child of ``gunicorn --preload`` reopens what it n
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 
 from omniq import OmniQ, Settings
@@ -36,4 +37,12 @@ def close_all() -> None:
         facade.close()
 
 
+def _after_fork_in_child() -> None:
+    """A fork while another thread held the lock must not leave the child's lock held."""
+    global _lock
+    _lock = threading.Lock()
+
+
 atexit.register(close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
