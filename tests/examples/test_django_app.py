@@ -6,9 +6,11 @@ Needs Django 6 (Python 3.12+, the ``django`` extra); skipped elsewhere with the 
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,14 +28,25 @@ except importlib.metadata.PackageNotFoundError:
 ROOT = Path(__file__).resolve().parents[2]
 MANAGE = ROOT / "examples" / "django_app" / "manage.py"
 STORE = Path(tempfile.mkdtemp(prefix="omniq-django-example-"))
+atexit.register(shutil.rmtree, STORE, True)
 
 # This process is the web process: the example's settings, on a store of this module's own.
+# The variables are set only while Django reads the settings, so that no other test (nor
+# the processes they start) inherits them.
 sys.path.insert(0, str(ROOT))
-os.environ["OMNIQ_BASE_DIR"] = str(STORE)
-os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_app.project.settings"
 import django  # noqa: E402
 
-django.setup()
+_SAVED = {name: os.environ.get(name) for name in ("OMNIQ_BASE_DIR", "DJANGO_SETTINGS_MODULE")}
+os.environ["OMNIQ_BASE_DIR"] = str(STORE)
+os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_app.project.settings"
+try:
+    django.setup()
+finally:
+    for _name, _value in _SAVED.items():
+        if _value is None:
+            os.environ.pop(_name, None)
+        else:
+            os.environ[_name] = _value
 
 from django.test import Client  # noqa: E402
 
