@@ -35,6 +35,10 @@ atexit.register(shutil.rmtree, STORE, True)
 # the processes they start) inherits them.
 sys.path.insert(0, str(ROOT))
 import django  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+if settings.configured:  # another project's settings (tests/django under pytest-django)
+    pytest.skip("Django is already set up with other settings here", allow_module_level=True)
 
 _SAVED = {name: os.environ.get(name) for name in ("OMNIQ_BASE_DIR", "DJANGO_SETTINGS_MODULE")}
 os.environ["OMNIQ_BASE_DIR"] = str(STORE)
