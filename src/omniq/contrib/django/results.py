@@ -83,7 +83,8 @@ class Payload:
 
     def as_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :data:`RUN_TASK` (``run_django_task``)."""
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies the arguments, once per enqueue.
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def of(cls, record: Task) -> Payload | None:
