@@ -9,6 +9,7 @@ the suite's ``conftest.py``).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -21,7 +22,15 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("django.tasks", reason="Django 6 needs Python 3.12+: run nox -s django")
+# Asked of the installed distributions first: with tests/ on sys.path and no Django,
+# "import django" would find this very directory as a namespace package.
+if sys.version_info < (3, 12):
+    pytest.skip("Django 6 needs Python 3.12+: run nox -s django", allow_module_level=True)
+try:
+    importlib.metadata.version("django")
+except importlib.metadata.PackageNotFoundError:
+    pytest.skip("Django is not installed: run nox -s django", allow_module_level=True)
+pytest.importorskip("django.tasks", reason="Django 6.0+ has django.tasks: run nox -s django")
 pytest.importorskip("pytest_django", reason="the Django tests run under pytest-django")
 if os.environ.get("DJANGO_SETTINGS_MODULE") != "django_test_settings":
     pytest.skip(
