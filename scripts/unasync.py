@@ -90,6 +90,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "acancel": "cancel",
     "ainstall_signal_handlers": "install_signal_handlers",
     "acall_hook": "call_hook",
+    "arun_sqlite": "run_sqlite",
     "AsyncQueue": "Queue",
     "AsyncTaskGroup": "TaskGroup",
     "AsyncHandle": "Handle",

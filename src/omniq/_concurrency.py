@@ -232,6 +232,18 @@ async def aresolve_future(future: concurrent.futures.Future[T]) -> T:
     return await asyncio.wrap_future(future)
 
 
+async def arun_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` whole on an aiosqlite connection's own thread.
+
+    One hop for a whole operation, however many statements it has, instead of one
+    per statement: aiosqlite runs every call of a connection on that connection's
+    thread, in order (``Connection._execute``, stable since aiosqlite 0.17). Twin: the
+    blocking storage holds a ``sqlite3`` connection and calls ``fn(conn, *args)``.
+    """
+    result: T = await conn._execute(fn, conn._conn, *args)
+    return result
+
+
 async def acall_hook(fn: Callable[..., Any], *args: Any) -> None:
     """Call a user's hook, awaiting it if it is a coroutine function (twin: its result,
     if awaitable, runs on an event loop of its own)."""
@@ -357,6 +369,11 @@ def _call_with_thread_timeout(
 def resolve_future(future: concurrent.futures.Future[T]) -> T:
     """Block this thread until ``future`` is resolved; its result (or its exception)."""
     return future.result()
+
+
+def run_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:
+    """Already holding a ``sqlite3`` connection: call ``fn(conn, *args)``."""
+    return fn(conn, *args)
 
 
 def call_hook(fn: Callable[..., Any], *args: Any) -> None:
