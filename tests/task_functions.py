@@ -198,6 +198,15 @@ def hang_until_stopped(path: str) -> None:
         _append(path, f"stopped {os.getpid()}")
 
 
+def hang_once(path: str) -> str:
+    """Hang (as ``hang_until_stopped``) on the first execution recorded in ``path``; then return."""
+    if lines(path):
+        _append(path, f"again {os.getpid()}")
+        return "done"
+    hang_until_stopped(path)
+    return "unreachable"
+
+
 def hang_busy(path: str) -> None:
     _append(path, f"start {os.getpid()}")
     while True:

@@ -182,6 +182,36 @@ def test_max_tasks_per_child_recycling_shows_in_child_pids(omniq: OmniQ) -> None
     assert len({pids[0], pids[2], pids[4]}) == 3
 
 
+# ---------------------------------------------------------------------- stopping
+
+
+def test_a_stopped_pool_kills_the_child_then_puts_the_task_back(
+    omniq: OmniQ, out: str
+) -> None:
+    task_id = omniq.enqueue("task_functions.hang_once", args=[out])
+    pool = omniq.worker_pool(executor="process", processes=1, shutdown_timeout=0.2)
+    stops: list[str] = []
+
+    def stop_once(task: Any) -> None:
+        if not stops:
+            stops.append(task.id)
+            pool.stop()  # the task still starts; its grace begins
+
+    pool.before_task(stop_once)
+    with pool:
+        assert pool.process_tasks() == 0  # nothing finished: the task went back
+        (child,) = started_pids(out)
+        assert lines(out) == [f"start {child}", f"stopped {child}"]  # SIGTERM: finally ran
+        assert not alive(child)
+        task = task_of(omniq, task_id)
+        assert (task["status"], task["attempts"]) == (TaskStatus.PENDING, 0)
+        assert outcomes(task) == [AttemptOutcome.RELEASED]
+        assert pool.process_tasks(limit=1) == 1  # a new child serves the next run
+    assert omniq.get_result(task_id) == "done"
+    assert lines(out)[-1] != f"again {child}"
+    assert (task_of(omniq, task_id))["attempts"] == 1
+
+
 # ---------------------------------------------------------------------- the allow-list
 
 
@@ -199,6 +229,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return paths
 
 
+@requires_persistence()  # another facade writes the attack into the same store
 def test_the_allow_list_refuses_os_system_before_a_child_sees_it(
     omniq: OmniQ, settings: Settings, tmp_path: Path, submitted: list[str]
 ) -> None:
