@@ -159,10 +159,10 @@ async def test_os_exit_and_a_segfault_are_contained_and_retried(
 
 async def test_max_memory_per_child_recycles_a_memory_hog(omniq: AsyncOmniQ) -> None:
     hog = await omniq.enqueue("task_functions.hog_memory", args=[300])
-    after = await omniq.enqueue("task_functions.pid")
     pool = omniq.worker_pool(executor="process", processes=1, max_memory_per_child=200)
     async with pool:
         assert await pool.process_tasks(limit=1) == 1
+        after = await omniq.enqueue("task_functions.pid")  # only now: it runs second
         assert await pool.process_tasks(limit=1) == 1
     hog_pid = await omniq.get_result(hog)  # the task that triggered the recycle succeeded
     assert isinstance(hog_pid, int)
@@ -177,8 +177,9 @@ async def test_max_tasks_per_child_recycling_shows_in_child_pids(omniq: AsyncOmn
     async with pool:
         assert await pool.process_tasks(limit=5) == 5
     pids = [await omniq.get_result(task_id) for task_id in task_ids]
-    assert pids[0] == pids[1] and pids[2] == pids[3]
-    assert len({pids[0], pids[2], pids[4]}) == 3
+    # Whatever order they ran in: two tasks per child, then a third child for the fifth.
+    assert sorted(Counter(pids).values()) == [1, 2, 2]
+    assert os.getpid() not in pids
 
 
 # ---------------------------------------------------------------------- stopping
@@ -304,7 +305,9 @@ async def test_prod_json_logs_inside_a_child_carry_the_correlation_id(
     assert child != os.getpid()
 
     def records() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in lines(prod_log_file)]
+        # Two processes append to the file: a line still being written is left for later.
+        text = prod_log_file.read_text() if prod_log_file.exists() else ""
+        return [json.loads(line) for line in text.split("\n")[:-1]]
 
     wait_until(
         lambda: any(r["message"] == "hello from a child" for r in records()),

@@ -160,10 +160,10 @@ def test_os_exit_and_a_segfault_are_contained_and_retried(
 
 def test_max_memory_per_child_recycles_a_memory_hog(omniq: OmniQ) -> None:
     hog = omniq.enqueue("task_functions.hog_memory", args=[300])
-    after = omniq.enqueue("task_functions.pid")
     pool = omniq.worker_pool(executor="process", processes=1, max_memory_per_child=200)
     with pool:
         assert pool.process_tasks(limit=1) == 1
+        after = omniq.enqueue("task_functions.pid")  # only now: it runs second
         assert pool.process_tasks(limit=1) == 1
     hog_pid = omniq.get_result(hog)  # the task that triggered the recycle succeeded
     assert isinstance(hog_pid, int)
@@ -178,8 +178,9 @@ def test_max_tasks_per_child_recycling_shows_in_child_pids(omniq: OmniQ) -> None
     with pool:
         assert pool.process_tasks(limit=5) == 5
     pids = [omniq.get_result(task_id) for task_id in task_ids]
-    assert pids[0] == pids[1] and pids[2] == pids[3]
-    assert len({pids[0], pids[2], pids[4]}) == 3
+    # Whatever order they ran in: two tasks per child, then a third child for the fifth.
+    assert sorted(Counter(pids).values()) == [1, 2, 2]
+    assert os.getpid() not in pids
 
 
 # ---------------------------------------------------------------------- stopping
@@ -305,7 +306,9 @@ def test_prod_json_logs_inside_a_child_carry_the_correlation_id(
     assert child != os.getpid()
 
     def records() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in lines(prod_log_file)]
+        # Two processes append to the file: a line still being written is left for later.
+        text = prod_log_file.read_text() if prod_log_file.exists() else ""
+        return [json.loads(line) for line in text.split("\n")[:-1]]
 
     wait_until(
         lambda: any(r["message"] == "hello from a child" for r in records()),
