@@ -74,6 +74,8 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncPostgresStorage": "PostgresStorage",
     "AsyncStorageAdapter": "StorageAdapter",
     "AsyncInlineExecutor": "InlineExecutor",
+    "AsyncProcessExecutor": "ProcessExecutor",
+    "AsyncExecutor": "Executor",
     # a pool's background duties
     "AsyncDuty": "Duty",
     "AsyncDuties": "Duties",
