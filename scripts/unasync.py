@@ -87,6 +87,8 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",
+    "AsyncWaiter": "Waiter",
+    "AsyncGroupCommit": "GroupCommit",
     "AsyncThreadGuard": "ThreadGuard",
     "AsyncCancelled": "Cancelled",
     "acancel": "cancel",

@@ -105,6 +105,41 @@ AsyncLock = asyncio.Lock
 """Mutual exclusion between coroutines (twin: ``threading.Lock``)."""
 
 
+class AsyncWaiter:
+    """One result that one unit waits for and another hands over (twin: on an Event).
+
+    Create it in the waiting unit's loop; :meth:`set` or :meth:`fail` once, from the
+    same loop (the async twin's units all run there).
+    """
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def set(self, value: Any) -> None:
+        """Hand over the result."""
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Hand over an exception instead; :meth:`wait` raises it."""
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    async def wait(self) -> Any:
+        """The result (or raise the exception) once handed over.
+
+        Shielded: a waiter whose task is cancelled can still be handed its result,
+        which :meth:`handed` then tells.
+        """
+        return await asyncio.shield(self._future)
+
+    def handed(self) -> Any:
+        """The result handed over so far, or ``None`` (nothing yet, or an exception)."""
+        if self._future.done() and not self._future.cancelled():
+            return None if self._future.exception() else self._future.result()
+        return None
+
+
 class AsyncThreadGuard:
     """Guards state shared by concurrent units (twin: ``threading.Lock``).
 
@@ -285,6 +320,39 @@ Event = threading.Event
 
 Lock = threading.Lock
 ThreadGuard = threading.Lock
+
+
+class Waiter:
+    """One result that one thread waits for and another hands over (twin of ``AsyncWaiter``)."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set(self, value: Any) -> None:
+        """Hand over the result."""
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Hand over an exception instead; :meth:`wait` raises it."""
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> Any:
+        """The result (or raise the exception) once handed over; waits in slices (Ctrl-C)."""
+        while not self._done.wait(0.2):
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def handed(self) -> Any:
+        """The result handed over so far, or ``None`` (nothing yet, or an exception)."""
+        return self._value if self._done.is_set() and self._error is None else None
+
+
 Handle: TypeAlias = ThreadHandle
 
 Cancelled: tuple[type[BaseException], ...] = ()
