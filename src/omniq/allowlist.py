@@ -76,6 +76,7 @@ class AllowList:
             dict.fromkeys((*normalize_task_modules(task_modules), *modules))
         )
         self.enqueued_paths: set[str] = set() if enqueued_paths is None else enqueued_paths
+        self._allowed: dict[str, Callable[..., Any]] = {}  # paths resolved and allowed
         expanded: list[str] = []
         for pattern in self.patterns:
             expanded.append(translate(pattern))
@@ -160,6 +161,9 @@ class AllowList:
         declared = get_declared(path)
         if declared is not None:
             return declared.func
+        allowed = self._allowed.get(path)
+        if allowed is not None:  # checked and imported before: a rule that holds stays true
+            return allowed
         reason = self.check(path)
         if reason is not None:
             raise TaskForbidden(reason)
@@ -167,7 +171,10 @@ class AllowList:
         reason = self.verify_resolved(path, function)
         if reason is not None:
             raise TaskForbidden(reason)
-        return unwrap(function)
+        allowed = unwrap(function)
+        if len(self._allowed) < 4096:
+            self._allowed[path] = allowed
+        return allowed
 
     def check_enqueue(self, path: str) -> None:
         """A producer's check of a string path: ``ValueError`` if a worker would refuse it.

@@ -175,6 +175,7 @@ class AsyncWorkerPool:
         self.queues = normalize_queues(queues)
         self.retention = normalize_retention(retention)
         self.hooks = Hooks(parent=hooks)
+        self._hooks = self.hooks.snapshot()
         if not isinstance(schedules, bool):
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
@@ -314,7 +315,8 @@ class AsyncWorkerPool:
             self._store_report.failed(error, self._store_backoff.failed())
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
-        for hook in self.hooks.of("worker_start"):
+        self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
+        for hook in self._hooks["worker_start"]:
             await acall_hook(hook)  # a failing start hook: the pool does not start
         await self.executor.start()
         self._started = True
@@ -358,7 +360,7 @@ class AsyncWorkerPool:
         await self._release_unfinished()
         await self._duties.stop()
         await self.executor.stop(0.0)
-        for hook in self.hooks.of("worker_stop"):
+        for hook in self._hooks["worker_stop"]:
             try:
                 await acall_hook(hook)
             except Exception as error:
@@ -712,7 +714,7 @@ class AsyncWorkerPool:
 
     async def _before_task(self, task: Task) -> Outcome | None:
         """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
-        for hook in self.hooks.of("before_task"):
+        for hook in self._hooks["before_task"]:
             try:
                 await acall_hook(hook, task)
             except AsyncCancelled:
@@ -727,7 +729,7 @@ class AsyncWorkerPool:
 
     async def _after_task(self, task: Task, outcome: Outcome) -> None:
         """Run the after-task hooks; what they raise is logged, the outcome stands."""
-        for hook in self.hooks.of("after_task"):
+        for hook in self._hooks["after_task"]:
             try:
                 await acall_hook(hook, task, outcome)
             except AsyncCancelled:

@@ -74,9 +74,7 @@ def run_task(
     correlation_id = task.correlation_id or task.id
     started_at = time.time()
     started = time.monotonic()
-    with omniq_logging.task_context(
-        task.id, "execute", correlation_id=correlation_id, worker=worker
-    ):
+    with omniq_logging.execution_scope(task.id, correlation_id, worker=worker):
         omniq_logging.log_task_started(
             task.id, task.attempts, worker=worker, correlation_id=correlation_id
         )

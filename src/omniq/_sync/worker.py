@@ -176,6 +176,7 @@ class WorkerPool:
         self.queues = normalize_queues(queues)
         self.retention = normalize_retention(retention)
         self.hooks = Hooks(parent=hooks)
+        self._hooks = self.hooks.snapshot()
         if not isinstance(schedules, bool):
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
@@ -315,7 +316,8 @@ class WorkerPool:
             self._store_report.failed(error, self._store_backoff.failed())
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
-        for hook in self.hooks.of("worker_start"):
+        self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
+        for hook in self._hooks["worker_start"]:
             call_hook(hook)  # a failing start hook: the pool does not start
         self.executor.start()
         self._started = True
@@ -359,7 +361,7 @@ class WorkerPool:
         self._release_unfinished()
         self._duties.stop()
         self.executor.stop(0.0)
-        for hook in self.hooks.of("worker_stop"):
+        for hook in self._hooks["worker_stop"]:
             try:
                 call_hook(hook)
             except Exception as error:
@@ -713,7 +715,7 @@ class WorkerPool:
 
     def _before_task(self, task: Task) -> Outcome | None:
         """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
-        for hook in self.hooks.of("before_task"):
+        for hook in self._hooks["before_task"]:
             try:
                 call_hook(hook, task)
             except Cancelled:
@@ -728,7 +730,7 @@ class WorkerPool:
 
     def _after_task(self, task: Task, outcome: Outcome) -> None:
         """Run the after-task hooks; what they raise is logged, the outcome stands."""
-        for hook in self.hooks.of("after_task"):
+        for hook in self._hooks["after_task"]:
             try:
                 call_hook(hook, task, outcome)
             except Cancelled:

@@ -14,7 +14,6 @@ and sends the cross-process wake-ups after its commits.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,7 +116,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """
         if await self._still_idle(now, queues):
             return []
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         claimed, idle = await self._write(
             "claim", ops.claim, token, now, lease_until, limit, queues, worker
         )
@@ -146,7 +145,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return await super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         finished, claimed, idle = await self._write(
             "finish_and_claim",
             ops.finish_and_claim,

@@ -15,7 +15,6 @@ and sends the cross-process wake-ups after its commits.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,7 +117,7 @@ class SQLiteStorage(BaseStorage):
         """
         if self._still_idle(now, queues):
             return []
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         claimed, idle = self._write(
             "claim", ops.claim, token, now, lease_until, limit, queues, worker
         )
@@ -147,7 +146,7 @@ class SQLiteStorage(BaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         finished, claimed, idle = self._write(
             "finish_and_claim",
             ops.finish_and_claim,
