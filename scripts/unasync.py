@@ -95,6 +95,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "ainstall_signal_handlers": "install_signal_handlers",
     "acall_hook": "call_hook",
     "arun_sqlite": "run_sqlite",
+    "adaemon_sqlite": "daemon_sqlite",
     "AsyncQueue": "Queue",
     "AsyncTaskGroup": "TaskGroup",
     "AsyncHandle": "Handle",

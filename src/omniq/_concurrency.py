@@ -267,6 +267,20 @@ async def aresolve_future(future: concurrent.futures.Future[T]) -> T:
     return await asyncio.wrap_future(future)
 
 
+def adaemon_sqlite(connecting: T) -> T:
+    """Mark an aiosqlite connection's thread as a daemon before it starts; returns it.
+
+    From aiosqlite 0.22 on that thread is not a daemon, so a facade that was never
+    closed (the spec's Quick Start) would keep the interpreter from exiting. Work in
+    flight at exit is cut off the way a crash would cut it: SQLite rolls it back.
+    Twin: ``sqlite3`` has no thread.
+    """
+    thread = getattr(connecting, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return connecting
+
+
 async def arun_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` whole on an aiosqlite connection's own thread.
 
@@ -437,6 +451,11 @@ def _call_with_thread_timeout(
 def resolve_future(future: concurrent.futures.Future[T]) -> T:
     """Block this thread until ``future`` is resolved; its result (or its exception)."""
     return future.result()
+
+
+def daemon_sqlite(connecting: T) -> T:
+    """A ``sqlite3`` connection has no thread of its own: nothing to do."""
+    return connecting
 
 
 def run_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:

@@ -29,7 +29,7 @@ import aiosqlite
 
 from omniq import _sqlite_sql as sql
 from omniq import logging as omniq_logging
-from omniq._concurrency import AsyncLock, arun_blocking, arun_sqlite
+from omniq._concurrency import AsyncLock, adaemon_sqlite, arun_blocking, arun_sqlite
 from omniq._fs import ensure_private_file
 from omniq._inherited import abandon_after_fork
 from omniq.exceptions import StorageError
@@ -108,12 +108,14 @@ class AsyncSQLiteConnection:
                 # The directory that holds omniq.db is a store directory (Settings.base_dir):
                 # omniq's, so checked and made private; another file's is the user's.
                 await arun_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = await aiosqlite.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    cached_statements=256,
+                conn = await adaemon_sqlite(
+                    aiosqlite.connect(
+                        str(self.path),
+                        timeout=self.busy_timeout,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        cached_statements=256,
+                    )
                 )
             except (OSError, aiosqlite.Error) as error:
                 raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error

@@ -30,7 +30,7 @@ import sqlite3
 
 from omniq import _sqlite_sql as sql
 from omniq import logging as omniq_logging
-from omniq._concurrency import Lock, run_blocking, run_sqlite
+from omniq._concurrency import Lock, daemon_sqlite, run_blocking, run_sqlite
 from omniq._fs import ensure_private_file
 from omniq._inherited import abandon_after_fork
 from omniq.exceptions import StorageError
@@ -109,12 +109,14 @@ class SQLiteConnection:
                 # The directory that holds omniq.db is a store directory (Settings.base_dir):
                 # omniq's, so checked and made private; another file's is the user's.
                 run_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = sqlite3.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    cached_statements=256,
+                conn = daemon_sqlite(
+                    sqlite3.connect(
+                        str(self.path),
+                        timeout=self.busy_timeout,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        cached_statements=256,
+                    )
                 )
             except (OSError, sqlite3.Error) as error:
                 raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
