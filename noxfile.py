@@ -27,10 +27,13 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 nox.options.download_python = "never"
-nox.options.sessions = ["unasync", "lint", "types", "docs", "shared", "tests", "interop", "web"]
+nox.options.sessions = [
+    *("unasync", "lint", "types", "docs", "shared", "tests", "interop", "web", "django"),
+]
 
 MAIN_PYTHON = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # requires-python and the classifiers
+DJANGO_PYTHONS = ["3.12", "3.13"]  # Django 6 needs 3.12+
 TWINS = ["async", "sync"]
 BACKENDS = ["sqlite", "memory", "file", "postgres"]
 SOURCES = ["src/omniq", "benchmarks", "tests", "scripts", "noxfile.py"]
@@ -125,8 +128,12 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def shared(session: nox.Session) -> None:
-    """Tests of the shared modules, the README and docs examples, the CLI, the examples."""
-    install(session, "dev,postgres")  # docs/postgres.md's examples import psycopg
+    """Tests of the shared modules, the README and docs examples, the CLI, the examples.
+
+    The django extra installs Django on 3.12+ only: docs/django.md's examples and the
+    Django example project run there, and are skipped (with the reason) on 3.10 and 3.11.
+    """
+    install(session, "dev,postgres,django")  # docs/postgres.md's examples import psycopg
     session.run("pytest", "tests/shared", "tests/cli", "tests/examples", *session.posargs)
 
 
@@ -154,6 +161,30 @@ def web(session: nox.Session, backend: str) -> None:
     .ci/run installs with apt) driven by Playwright; never `playwright install`."""
     install(session, "dev,postgres")
     session.run("pytest", "tests/web", *session.posargs, env={"OMNIQ_TEST_BACKEND": backend})
+
+
+def django_cells() -> list[nox.Param]:
+    """(python, backend): SQLite on every Python Django supports, PostgreSQL on the first."""
+    return [
+        nox.param(python, backend)
+        for python in DJANGO_PYTHONS
+        for backend in (["sqlite", "postgres"] if python == DJANGO_PYTHONS[0] else ["sqlite"])
+    ]
+
+
+@nox.session
+@nox.parametrize(("python", "backend"), django_cells())
+def django(session: nox.Session, backend: str) -> None:
+    """omniq.contrib.django: Django's own task tests adapted to OmniQBackend, and real
+    omniq_worker processes (tests/django, under pytest-django)."""
+    install(session, "dev,postgres,django")
+    session.install("pytest-django>=4.9")
+    env = {
+        "OMNIQ_TEST_BACKEND": backend,
+        "DJANGO_SETTINGS_MODULE": "django_test_settings",
+        "PYTHONPATH": "tests/django",
+    }
+    session.run("pytest", "tests/django", *session.posargs, env=env)
 
 
 @nox.session

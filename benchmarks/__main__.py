@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import omniq
-from benchmarks import huey_workloads, report, rss, schema, workloads
+from benchmarks import huey_workloads, process_executor, report, rss, schema, workloads
 from benchmarks.common import (
     DEFAULT_POSTGRES_DSN,
     METRICS,
@@ -91,6 +91,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL server (default: $OMNIQ_BENCH_POSTGRES_DSN or the local test db)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS measure")
+    parser.add_argument(
+        "--processes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the process executor against the thread executor, and its "
+        "recovery from a timeout (benchmarks/process_executor.py; default: yes)",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -417,6 +424,14 @@ def main(argv: list[str] | None = None) -> int:
         document["schema"] = schema.run(kinds, None)
         print()
         print(schema.describe(document["schema"]))
+    if args.processes:
+        if args.quick:
+            figures = process_executor.run(tasks=200, rounds=1)
+        else:
+            figures = process_executor.run()
+        document["process_executor"] = figures
+        print()
+        print(process_executor.describe(figures))
     report.write_json(document, args.json)
     print(f"\nJSON: {args.json}")
     if args.chart is not None:

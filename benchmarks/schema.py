@@ -38,7 +38,7 @@ def wal_pages(operations: int = 2000) -> dict[str, float]:
     ):
         storage = omniq.queue.storage
         storage.open()
-        conn = storage._conn  # type: ignore[attr-defined]  # the benchmark's one peek
+        conn = storage._db._conn  # type: ignore[attr-defined]  # the benchmark's one peek
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         page = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
         wal = Path(str(storage.path) + "-wal")  # type: ignore[attr-defined]

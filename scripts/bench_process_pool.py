@@ -30,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from omniq._functions import resolve_function
 from omniq._process import Job, ProcessPool, default_start_method
 from omniq._sync.executor import run_task
 from omniq.models import Task
@@ -78,7 +79,7 @@ def thread_executor(jobs: int) -> float:
     task = Task(id="noop", func_path="os.getpid")
     started = time.perf_counter()
     for _ in range(jobs):
-        run_task(task, timeout=None, worker="bench")
+        run_task(task, timeout=None, worker="bench", resolve=resolve_function)
     return (time.perf_counter() - started) / jobs
 
 

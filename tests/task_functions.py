@@ -168,6 +168,15 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def exit_once(path: str, code: int) -> str:
+    """End the process at once on the first execution (recorded in ``path``); then succeed."""
+    first = not lines(path)
+    _append(path, f"run {os.getpid()}")
+    if first:
+        os._exit(code)
+    return "survived"
+
+
 def segfault() -> None:
     import ctypes
 
@@ -178,6 +187,24 @@ def hang_sleep(path: str) -> None:
     """Announce the pid, then block in C (``time.sleep``) far longer than any test waits."""
     _append(path, f"start {os.getpid()}")
     time.sleep(600)
+
+
+def hang_until_stopped(path: str) -> None:
+    """Like ``hang_sleep``, and record ``stopped`` when SIGTERM interrupts it (finally runs)."""
+    _append(path, f"start {os.getpid()}")
+    try:
+        time.sleep(600)
+    finally:
+        _append(path, f"stopped {os.getpid()}")
+
+
+def hang_once(path: str) -> str:
+    """Hang (as ``hang_until_stopped``) on the first execution recorded in ``path``; then return."""
+    if lines(path):
+        _append(path, f"again {os.getpid()}")
+        return "done"
+    hang_until_stopped(path)
+    return "unreachable"
 
 
 def hang_busy(path: str) -> None:

@@ -1,8 +1,9 @@
 """A worker process for the multi-process and fault tests.
 
 ``python worker_process.py {async|sync} [--mode drain|serve] [--concurrency N]
-[--lease S] [--grace S] [--poll S]``. The store comes from the ``OMNIQ_*`` environment
-(``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
+[--lease S] [--grace S] [--poll S] [--processes N [--max-tasks-per-child N]]``
+(``--processes``: the process executor). The store comes from the ``OMNIQ_*``
+environment (``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
 more is due; ``serve`` runs until SIGINT/SIGTERM. Prints the number of task
 executions it finished, then ``ready`` is printed at start so tests can wait for it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from omniq import AsyncOmniQ, OmniQ, Settings
 from omniq.logging import configure
@@ -25,14 +27,30 @@ def options() -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--poll", type=float, default=0.05, help="poll_interval, seconds")
     parser.add_argument("--log", action="store_true", help="omniq's log to stderr")
+    parser.add_argument("--processes", type=int, help="the process executor, N children")
+    parser.add_argument("--max-tasks-per-child", type=int)
     return parser.parse_args()
+
+
+def pool_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "concurrency": args.concurrency,
+        "lease_timeout": args.lease,
+        "shutdown_timeout": args.grace,
+    }
+    if args.processes is not None:
+        options.update(
+            executor="process",
+            processes=args.processes,
+            concurrency=min(args.concurrency, args.processes),
+            max_tasks_per_child=args.max_tasks_per_child,
+        )
+    return options
 
 
 async def work_async(settings: Settings, args: argparse.Namespace) -> int:
     async with AsyncOmniQ(settings) as omniq:
-        pool = omniq.worker_pool(
-            concurrency=args.concurrency, lease_timeout=args.lease, shutdown_timeout=args.grace
-        )
+        pool = omniq.worker_pool(**pool_options(args))
         async with pool:
             print("ready", flush=True)
             if args.mode == "serve":
@@ -43,9 +61,7 @@ async def work_async(settings: Settings, args: argparse.Namespace) -> int:
 
 def work_sync(settings: Settings, args: argparse.Namespace) -> int:
     with OmniQ(settings) as omniq:
-        pool = omniq.worker_pool(
-            concurrency=args.concurrency, lease_timeout=args.lease, shutdown_timeout=args.grace
-        )
+        pool = omniq.worker_pool(**pool_options(args))
         with pool:
             print("ready", flush=True)
             if args.mode == "serve":

@@ -19,3 +19,11 @@ def word_report(text: str, top: int = 3) -> dict[str, object]:
     if not counts:
         raise ValueError("the text has no words")
     return {"words": sum(counts.values()), "top": [word for word, _ in counts.most_common(top)]}
+
+
+@task
+def report_title(text: str) -> str:
+    """A task that uses its app: ``flask omniq worker`` runs it in an app context."""
+    from flask import current_app
+
+    return f"{current_app.config.get('REPORT_TITLE', 'Report')}: {text[:20]}"

@@ -105,6 +105,41 @@ AsyncLock = asyncio.Lock
 """Mutual exclusion between coroutines (twin: ``threading.Lock``)."""
 
 
+class AsyncWaiter:
+    """One result that one unit waits for and another hands over (twin: on an Event).
+
+    Create it in the waiting unit's loop; :meth:`set` or :meth:`fail` once, from the
+    same loop (the async twin's units all run there).
+    """
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def set(self, value: Any) -> None:
+        """Hand over the result."""
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Hand over an exception instead; :meth:`wait` raises it."""
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    async def wait(self) -> Any:
+        """The result (or raise the exception) once handed over.
+
+        Shielded: a waiter whose task is cancelled can still be handed its result,
+        which :meth:`handed` then tells.
+        """
+        return await asyncio.shield(self._future)
+
+    def handed(self) -> Any:
+        """The result handed over so far, or ``None`` (nothing yet, or an exception)."""
+        if self._future.done() and not self._future.cancelled():
+            return None if self._future.exception() else self._future.result()
+        return None
+
+
 class AsyncThreadGuard:
     """Guards state shared by concurrent units (twin: ``threading.Lock``).
 
@@ -232,6 +267,32 @@ async def aresolve_future(future: concurrent.futures.Future[T]) -> T:
     return await asyncio.wrap_future(future)
 
 
+def adaemon_sqlite(connecting: T) -> T:
+    """Mark an aiosqlite connection's thread as a daemon before it starts; returns it.
+
+    From aiosqlite 0.22 on that thread is not a daemon, so a facade that was never
+    closed (the spec's Quick Start) would keep the interpreter from exiting. Work in
+    flight at exit is cut off the way a crash would cut it: SQLite rolls it back.
+    Twin: ``sqlite3`` has no thread.
+    """
+    thread = getattr(connecting, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return connecting
+
+
+async def arun_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` whole on an aiosqlite connection's own thread.
+
+    One hop for a whole operation, however many statements it has, instead of one
+    per statement: aiosqlite runs every call of a connection on that connection's
+    thread, in order (``Connection._execute``, stable since aiosqlite 0.17). Twin: the
+    blocking storage holds a ``sqlite3`` connection and calls ``fn(conn, *args)``.
+    """
+    result: T = await conn._execute(fn, conn._conn, *args)
+    return result
+
+
 async def acall_hook(fn: Callable[..., Any], *args: Any) -> None:
     """Call a user's hook, awaiting it if it is a coroutine function (twin: its result,
     if awaitable, runs on an event loop of its own)."""
@@ -273,6 +334,39 @@ Event = threading.Event
 
 Lock = threading.Lock
 ThreadGuard = threading.Lock
+
+
+class Waiter:
+    """One result that one thread waits for and another hands over (twin of ``AsyncWaiter``)."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set(self, value: Any) -> None:
+        """Hand over the result."""
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Hand over an exception instead; :meth:`wait` raises it."""
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> Any:
+        """The result (or raise the exception) once handed over; waits in slices (Ctrl-C)."""
+        while not self._done.wait(0.2):
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def handed(self) -> Any:
+        """The result handed over so far, or ``None`` (nothing yet, or an exception)."""
+        return self._value if self._done.is_set() and self._error is None else None
+
+
 Handle: TypeAlias = ThreadHandle
 
 Cancelled: tuple[type[BaseException], ...] = ()
@@ -357,6 +451,16 @@ def _call_with_thread_timeout(
 def resolve_future(future: concurrent.futures.Future[T]) -> T:
     """Block this thread until ``future`` is resolved; its result (or its exception)."""
     return future.result()
+
+
+def daemon_sqlite(connecting: T) -> T:
+    """A ``sqlite3`` connection has no thread of its own: nothing to do."""
+    return connecting
+
+
+def run_sqlite(conn: Any, fn: Callable[..., T], *args: Any) -> T:
+    """Already holding a ``sqlite3`` connection: call ``fn(conn, *args)``."""
+    return fn(conn, *args)
 
 
 def call_hook(fn: Callable[..., Any], *args: Any) -> None:

@@ -67,8 +67,19 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None  # some builtins have no introspectable signature: let the call decide
 
 
+# (function, number of positional arguments, keyword names) that bound before: whether
+# arguments bind depends on their count and names only, never on their values.
+_BOUND: set[tuple[Any, int, frozenset[str]]] = set()
+
+
 def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Raise :class:`BadArguments` if ``fn(*args, **kwargs)`` cannot bind."""
+    shape = (fn, len(args), frozenset(kwargs))
+    try:
+        if shape in _BOUND:
+            return
+    except TypeError:  # an unhashable callable: checked every time
+        shape = None  # type: ignore[assignment]
     try:
         signature = _signature(fn)
     except TypeError:  # unhashable callable: not cacheable, check without the cache
@@ -81,3 +92,5 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         raise BadArguments(
             f"wrong arguments for {getattr(fn, '__qualname__', fn)!r}: {error}"
         ) from None
+    if shape is not None and len(_BOUND) < 4096:
+        _BOUND.add(shape)

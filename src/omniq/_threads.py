@@ -9,6 +9,7 @@ so log correlation ids follow a task onto its thread.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import os
 import queue
@@ -22,19 +23,30 @@ IDLE_SECONDS = 10.0
 
 
 class ThreadHandle:
-    """One unit of work on a cached thread; shaped like ``threading.Thread`` for joining."""
+    """One unit of work on a cached thread; shaped like ``threading.Thread`` for joining.
+
+    Its "done" flag is a bare lock held while the unit runs (a ``threading.Event`` costs
+    a Condition and a lock to build, once per task).
+    """
+
+    __slots__ = ("_running", "name")
 
     def __init__(self, name: str | None) -> None:
         self.name = name
-        self._done = threading.Event()
+        self._running = _thread.allocate_lock()
+        self._running.acquire()
 
     def is_alive(self) -> bool:
         """Whether the unit is still running (or waiting to start)."""
-        return not self._done.is_set()
+        return self._running.locked()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the unit to finish, at most ``timeout`` seconds."""
-        self._done.wait(timeout)
+        if self._running.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            self._running.release()
+
+    def _finish(self) -> None:
+        self._running.release()
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else "done"
@@ -82,7 +94,7 @@ class ThreadCache:
                     threading.ExceptHookArgs([*sys.exc_info(), threading.current_thread()])
                 )
             finally:
-                handle._done.set()
+                handle._finish()
             with self._lock:
                 self._idle += 1
             while True:

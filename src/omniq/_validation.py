@@ -203,6 +203,28 @@ def positive_int(name: str, value: Any) -> int:
     return _bounded_int(name, value, 1, limits.MAX_COUNT)
 
 
+EXECUTORS = ("inline", "process")
+MAX_MIB = 2**40  # a mebibyte count beyond any machine's memory (an exbibyte)
+
+
+def normalize_executor(executor: Any) -> str:
+    """A worker pool's executor: ``"inline"`` or ``"process"``."""
+    if not isinstance(executor, str) or executor.lower() not in EXECUTORS:
+        raise ValueError(
+            f"unknown executor {short_repr(executor)}; choose one of {', '.join(EXECUTORS)}"
+        )
+    return executor.lower()
+
+
+def positive_mib(name: str, value: Any) -> float:
+    """An amount of memory in MiB: a finite number above 0 (``max_memory_per_child``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of MiB, got {short_repr(value)}")
+    if not 0 < value <= MAX_MIB:  # NaN fails this too
+        raise ValueError(f"{name} must be above 0 and at most {MAX_MIB} MiB, got {value!r}")
+    return float(value)
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """An int from 0 to 2**31-1 (offsets)."""
     return _bounded_int(name, value, 0, limits.MAX_COUNT)

@@ -36,6 +36,10 @@ from omniq.exceptions import TaskFunctionError
 from omniq.models import ErrorType
 from omniq.tasks import DeclaredTask, declared_paths, get_declared
 
+DECLARED = "declared"
+ENQUEUED = "enqueued"
+PATTERN = "pattern"
+
 
 class TaskForbidden(TaskFunctionError):
     """The allow-list refused the task's function; nothing was imported for it."""
@@ -72,6 +76,7 @@ class AllowList:
             dict.fromkeys((*normalize_task_modules(task_modules), *modules))
         )
         self.enqueued_paths: set[str] = set() if enqueued_paths is None else enqueued_paths
+        self._allowed: dict[str, Callable[..., Any]] = {}  # paths resolved and allowed
         expanded: list[str] = []
         for pattern in self.patterns:
             expanded.append(translate(pattern))
@@ -104,13 +109,28 @@ class AllowList:
 
     # ------------------------------------------------------------------ the checks
 
+    def rule_for(self, path: str) -> str | None:
+        """Which rule allows ``path`` (no import): ``"declared"``, ``"enqueued"``,
+        ``"pattern"``, or ``None`` when none does.
+
+        Only a ``"pattern"`` path needs :meth:`verify_resolved` once imported (a process
+        executor tells its child which rule the worker applied).
+        """
+        if get_declared(path) is not None:
+            return DECLARED
+        if path in self.enqueued_paths:
+            return ENQUEUED
+        if self.matches(path):
+            return PATTERN
+        return None
+
     def check(self, path: str) -> str | None:
         """Why ``path`` may not run here, or ``None`` if a rule allows it. Imports nothing.
 
         A path allowed by its pattern alone still has to pass :meth:`verify_resolved`
         once imported.
         """
-        if get_declared(path) is not None or path in self.enqueued_paths or self.matches(path):
+        if self.rule_for(path) is not None:
             return None
         return self._refusal(path)
 
@@ -141,6 +161,9 @@ class AllowList:
         declared = get_declared(path)
         if declared is not None:
             return declared.func
+        allowed = self._allowed.get(path)
+        if allowed is not None:  # checked and imported before: a rule that holds stays true
+            return allowed
         reason = self.check(path)
         if reason is not None:
             raise TaskForbidden(reason)
@@ -148,7 +171,10 @@ class AllowList:
         reason = self.verify_resolved(path, function)
         if reason is not None:
             raise TaskForbidden(reason)
-        return unwrap(function)
+        allowed = unwrap(function)
+        if len(self._allowed) < 4096:
+            self._allowed[path] = allowed
+        return allowed
 
     def check_enqueue(self, path: str) -> None:
         """A producer's check of a string path: ``ValueError`` if a worker would refuse it.
@@ -220,7 +246,14 @@ def task_module_names(settings: Settings, extra: Sequence[str] = ()) -> list[str
     with a wildcard (``"app.tasks.*"`` -> ``app.tasks``; ``"app.*.jobs"`` -> ``app``).
     """
     names = [*settings.imports, *normalize_module_names("extra", extra)]
-    for pattern in settings.task_modules:
+    return list(dict.fromkeys([*names, *pattern_modules(settings.task_modules)]))
+
+
+def pattern_modules(patterns: Iterable[str]) -> list[str]:
+    """The module part of each pattern: its segments before the first one with a
+    wildcard (``"app.tasks.*"`` -> ``app.tasks``; ``"app.*.jobs"`` -> ``app``)."""
+    names: list[str] = []
+    for pattern in patterns:
         literal: list[str] = []
         for segment in pattern.split("."):
             if has_glob(segment):
@@ -237,9 +270,19 @@ def import_task_modules(settings: Settings, extra: Sequence[str] = ()) -> list[s
     that is missing or fails while importing raises :class:`TaskModuleImportError`
     naming it. The caller decides ``sys.path`` (the CLI adds the current directory).
     """
-    for name in task_module_names(settings, extra):
-        _import(name, settings.task_modules)
+    import_modules(task_module_names(settings, extra), settings.task_modules)
     return declared_paths()
+
+
+def import_modules(names: Iterable[str], patterns: Iterable[str] = ()) -> None:
+    """Import ``names`` in order (:class:`TaskModuleImportError` naming a bad one).
+
+    A name that is also one of ``patterns`` and names no module may name a function:
+    then its parent module must exist and have that attribute.
+    """
+    patterns = tuple(patterns)
+    for name in names:
+        _import(name, patterns)
 
 
 def _import(name: str, patterns: Iterable[str]) -> None:

@@ -20,12 +20,15 @@ import platformdirs
 from omniq import retry
 from omniq._secrets import mask_dsn
 from omniq._validation import (
+    non_negative_number,
+    normalize_executor,
     normalize_max_retries,
     normalize_module_names,
     normalize_retention,
     normalize_task_modules,
     normalize_timeout,
     positive_int,
+    positive_mib,
     positive_number,
 )
 from omniq.durations import parse_duration
@@ -34,6 +37,7 @@ BACKENDS = ("sqlite", "file", "memory", "postgres")
 DURABILITIES = ("full", "fast")
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 DEFAULT_RETENTION = 7 * 86_400.0  # seconds finished tasks are kept: a week, as Oban's Pruner a day
+DEFAULT_KILL_GRACE = 5.0  # seconds from SIGTERM to SIGKILL for a child past its timeout
 
 
 def default_base_dir() -> Path:
@@ -73,6 +77,16 @@ class Settings:
       names a module (``"app.tasks"`` is ``"app.tasks.*"``). See docs/tasks.md.
     * ``imports``: modules a worker imports when it starts, so that their ``@task``
       declarations register; each also allows ``MODULE.*``.
+    * ``executor``: how worker pools run tasks: ``"inline"`` (default; the event loop
+      and threads) or ``"process"`` (reused child processes with hard timeouts, crash
+      containment and recycling; see docs/workers.md).
+    * ``processes``: child processes per pool with ``executor="process"`` (``None``:
+      ``concurrency``); a pool's ``concurrency`` then defaults to it.
+    * ``max_tasks_per_child``, ``max_memory_per_child`` (MiB): recycle a child after
+      that many tasks, or when a task leaves it above that much memory (``None``:
+      never). These and ``processes`` need ``executor="process"``.
+    * ``kill_grace``: seconds from SIGTERM to SIGKILL for a child past its task's
+      timeout (default 5; at most half the lease).
     """
 
     backend: str = "sqlite"
@@ -89,6 +103,11 @@ class Settings:
     retention: float | None = DEFAULT_RETENTION
     task_modules: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    executor: str = "inline"
+    processes: int | None = None
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: float | None = None
+    kill_grace: float = DEFAULT_KILL_GRACE
 
     if TYPE_CHECKING:
         # What type checkers see as the constructor: the dataclass's own, except that
@@ -111,6 +130,11 @@ class Settings:
             retention: dt.timedelta | float | None = DEFAULT_RETENTION,
             task_modules: tuple[str, ...] = (),
             imports: tuple[str, ...] = (),
+            executor: str = "inline",
+            processes: int | None = None,
+            max_tasks_per_child: int | None = None,
+            max_memory_per_child: float | None = None,
+            kill_grace: float = DEFAULT_KILL_GRACE,
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -146,6 +170,33 @@ class Settings:
         set_(self, "retention", normalize_retention(self.retention))
         set_(self, "task_modules", normalize_task_modules(self.task_modules))
         set_(self, "imports", normalize_module_names("imports", self.imports))
+        set_(self, "executor", normalize_executor(self.executor))
+        if self.processes is not None:
+            set_(self, "processes", positive_int("processes", self.processes))
+        if self.max_tasks_per_child is not None:
+            set_(
+                self,
+                "max_tasks_per_child",
+                positive_int("max_tasks_per_child", self.max_tasks_per_child),
+            )
+        if self.max_memory_per_child is not None:
+            set_(
+                self,
+                "max_memory_per_child",
+                positive_mib("max_memory_per_child", self.max_memory_per_child),
+            )
+        set_(self, "kill_grace", non_negative_number("kill_grace", self.kill_grace))
+        if self.executor != "process":
+            stray = [
+                name
+                for name in ("processes", "max_tasks_per_child", "max_memory_per_child")
+                if getattr(self, name) is not None
+            ]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} need executor='process' (OMNIQ_EXECUTOR=process, "
+                    f"or omniq worker --processes N); the executor is {self.executor!r}"
+                )
 
     def __repr__(self) -> str:
         # The DSN's password is masked: settings get printed and logged.
@@ -174,7 +225,9 @@ class Settings:
         ``OMNIQ_MAX_PAYLOAD_BYTES``, ``OMNIQ_RETENTION`` (seconds or a duration such as
         ``7d``; ``none`` keeps everything), ``OMNIQ_EAGER`` (``1``/``true``/``yes``/``on``
         or ``0``/``false``/``no``/``off``), ``OMNIQ_TASK_MODULES`` and ``OMNIQ_IMPORT``
-        (comma-separated).
+        (comma-separated), ``OMNIQ_EXECUTOR`` (``inline`` or ``process``),
+        ``OMNIQ_PROCESSES``, ``OMNIQ_MAX_TASKS_PER_CHILD``, ``OMNIQ_MAX_MEMORY_PER_CHILD``
+        (MiB; ``none`` for no limit) and ``OMNIQ_KILL_GRACE`` (seconds).
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -221,6 +274,14 @@ def _optional_float(raw: str) -> float | None:
     return None if raw.lower() in ("none", "0", "") else float(raw)
 
 
+def _optional_int(raw: str) -> int | None:
+    return None if raw.lower() == "none" else int(raw)
+
+
+def _optional_number(raw: str) -> float | None:
+    return None if raw.lower() == "none" else float(raw)
+
+
 def _comma_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -249,5 +310,10 @@ _ENV_FIELDS: dict[str, Any] = {
     "retention": _retention,
     "task_modules": _comma_list,
     "imports": _comma_list,
+    "executor": str,
+    "processes": _optional_int,
+    "max_tasks_per_child": _optional_int,
+    "max_memory_per_child": _optional_number,
+    "kill_grace": float,
 }
 _ENV_NAMES = {"imports": "OMNIQ_IMPORT"}  # singular, as `omniq worker --import`

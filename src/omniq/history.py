@@ -9,6 +9,7 @@ outcome, so the history costs no extra commit. Shared by both twins.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 
@@ -28,6 +29,14 @@ def history_entry(
     error: TaskError | None,
 ) -> str:
     """One attempt as its stored JSON object."""
+    if error is None and started_at is not None:
+        # The common case, once per execution: put together without building a dict.
+        # repr() of a float is its shortest round-trip form, as json.dumps writes it.
+        return (
+            f'{{"attempt":{attempt:d},"worker":{_worker_json(worker)},'
+            f'"started_at":{started_at!r},"finished_at":{finished_at!r},'
+            f'"outcome":{json.dumps(outcome)},"error":null}}'
+        )
     return json.dumps(
         {
             "attempt": attempt,
@@ -39,6 +48,11 @@ def history_entry(
         },
         separators=(",", ":"),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _worker_json(worker: str | None) -> str:
+    return json.dumps(worker)  # a pool's name, the same for every entry it writes
 
 
 def stored_history(attempts: Sequence[Attempt]) -> str | None:

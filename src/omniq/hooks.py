@@ -63,6 +63,10 @@ class Hooks:
             yield from self.parent.of(stage)
         yield from self._hooks[stage]
 
+    def snapshot(self) -> dict[str, tuple[Callable[..., Any], ...]]:
+        """The hooks of every stage as they are now (a pool takes one when it starts)."""
+        return {stage: tuple(self.of(stage)) for stage in STAGES}
+
     def has(self, stage: str) -> bool:
         """Whether any hook of ``stage`` is registered (here or in the parent)."""
         return any(True for _ in self.of(stage))

@@ -241,6 +241,19 @@ class Task(Mapping[str, Any]):
 
 
 _TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
+STATUS_OF: dict[str, TaskStatus] = {status.value: status for status in TaskStatus}
+
+
+def trusted_task(**fields: Any) -> Task:
+    """A :class:`Task` from every one of its fields, already checked (a decoded record).
+
+    The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``;
+    a worker decodes every task it claims, so this fills the instance's ``__dict__`` at
+    once instead. The caller gives all fields (``omniq.records.task_from_record``).
+    """
+    task = object.__new__(Task)
+    task.__dict__.update(fields)
+    return task
 
 
 _last_id_stamp = 0

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from omniq import limits
 from omniq.history import decode_history
-from omniq.models import ErrorType, Task, TaskError, TaskStatus
+from omniq.models import STATUS_OF, ErrorType, Task, TaskError, TaskStatus, trusted_task
 from omniq.serialization import Serializer, encode
 
 
@@ -72,7 +72,16 @@ class TaskRecord:
         return record
 
     def validate(self) -> None:
-        """Check the column types, so a corrupt row is caught when read, not when run."""
+        """Check the column types, so a corrupt row is caught when read, not when run.
+
+        Every claimed row is checked, so the common shapes are remembered: a row whose
+        fields have the types of a row that passed before (and a known status) passes
+        at the cost of one tuple built and looked up.
+        """
+        values = self.__dict__
+        shape = tuple(map(type, values.values()))
+        if shape in _GOOD_SHAPES and values["status"] in _STATUSES:
+            return
         for name, types, nullable in _COLUMN_TYPES:
             value = getattr(self, name)
             if value is None and nullable:
@@ -81,6 +90,8 @@ class TaskRecord:
                 raise ValueError(f"task record field {name!r} has a bad value: {value!r}")
         if self.status not in _STATUSES:
             raise ValueError(f"task record has an unknown status: {self.status!r}")
+        if len(_GOOD_SHAPES) < 256:  # bounded: a store cannot make this grow without end
+            _GOOD_SHAPES.add(shape)
 
 
 _COLUMN_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
@@ -105,6 +116,8 @@ RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
 STATUSES: tuple[str, ...] = tuple(status.value for status in TaskStatus)
 FINAL_STATUSES: frozenset[str] = frozenset(status.value for status in TaskStatus if status.is_final)
 _STATUSES = frozenset(STATUSES)
+# Field types (in field order) of records that passed TaskRecord.validate().
+_GOOD_SHAPES: set[tuple[type, ...]] = set()
 
 
 def to_epoch(moment: dt.datetime) -> float:
@@ -224,11 +237,17 @@ def task_from_record(record: TaskRecord, serializer: Serializer) -> Task:
         interval = _stored_interval(record.interval)
         timeout = _stored_timeout(record.timeout)
         created_at = from_epoch(record.created_at)
-        updated_at = from_epoch(record.updated_at)
-        started_at = from_epoch(record.started_at)
+        # A claim stamps started_at and updated_at with one time, and a new task has
+        # created_at == updated_at: convert each distinct time once (a claimed row).
+        updated_at = (
+            created_at if record.updated_at == record.created_at else from_epoch(record.updated_at)
+        )
+        started_at = (
+            updated_at if record.started_at == record.updated_at else from_epoch(record.started_at)
+        )
         finished_at = from_epoch(record.finished_at)
         lease_until = from_epoch(record.lease_until)
-        attempts_history = decode_history(record.history)
+        attempts_history = decode_history(record.history) if record.history else []
     except MemoryError:
         raise
     except Exception as failure:
@@ -236,12 +255,12 @@ def task_from_record(record: TaskRecord, serializer: Serializer) -> Task:
             f"task {record.id} has a corrupt record: {_decoding_failure(failure)}"
         ) from None
     assert eta is not None and created_at is not None and updated_at is not None
-    return Task(
+    return trusted_task(
         id=record.id,
         func_path=record.func_path,
         args=args,
         kwargs=kwargs,
-        status=TaskStatus(record.status),
+        status=STATUS_OF[record.status],
         attempts=record.attempts,
         max_retries=record.max_retries,
         eta=eta,

@@ -144,16 +144,21 @@ def _revive(obj: dict[str, Any]) -> Any:
     return obj if decoder is None else decoder(obj["v"])
 
 
+# One encoder and one decoder, made once: json.dumps/loads with options build new ones per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(object_hook=_revive)
+
+
 class JsonSerializer:
     """The default codec: compact JSON plus tagged values (see the module docstring)."""
 
     def dumps(self, obj: Any) -> str:
         """Encode ``obj`` as JSON text; ``TypeError`` names the first unsupported value."""
-        return json.dumps(_prepare(obj), separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(_prepare(obj))
 
     def loads(self, text: str) -> Any:
         """Decode JSON text written by :meth:`dumps`."""
-        return json.loads(text, object_hook=_revive)
+        return _DECODER.decode(text)
 
 
 DEFAULT_SERIALIZER: Serializer = JsonSerializer()

@@ -607,3 +607,92 @@ def test_the_store_written_by_the_command_is_the_librarys(cli: Cli) -> None:
         with omniq.worker_pool(poll_interval=0.05) as workers:
             workers.process_tasks(limit=1)
         assert omniq.get_result(task_id) == 11
+
+
+# ---------------------------------------------------------------------- the process executor
+
+WAIT_WORKER = 120.0  # seconds a worker with children may take on a very busy machine
+
+
+def test_worker_with_processes_runs_tasks_in_children(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "child_tasks.py").write_text(  # found by the children too (the cwd)
+        "import os\n\ndef whose():\n    return os.getpid()\n"
+    )
+    env = clean_environment(OMNIQ_TASK_MODULES="")
+    where = cli.enqueue("child_tasks.whose", env=env)
+    crash = cli.enqueue("task_functions.exit_now", "--args", "[3]", "--max-retries", "1")
+    add = cli.enqueue("task_functions.async_add", "--args", "[1, 2]")
+    completed = cli.run(
+        "worker",
+        "--import",
+        "child_tasks",
+        "--processes",
+        "2",
+        "--max-tasks-per-child",
+        "10",
+        "--max-memory-per-child",
+        "1024",
+        "--kill-grace",
+        "2s",
+        "--limit",
+        "3",
+        timeout=WAIT_WORKER,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "omniq worker: 2 child processes on sqlite" in completed.stderr
+    assert "stopped after 3 task(s)" in completed.stderr
+    assert isinstance(cli.task(where)["result"], int)
+    crashed = cli.task(crash)
+    assert crashed["status"] == "failed" and crashed["error"]["error_type"] == "crashed"
+    assert "exited with code 3" in crashed["error"]["message"]
+    assert cli.task(add)["result"] == 3
+    hang = cli.enqueue("task_functions.hang_sleep", "--args", json.dumps([str(tmp_path / "h")]))
+    hung = cli.run(
+        "worker",
+        "--async",
+        "--processes",
+        "1",
+        "--limit",
+        "1",
+        env=clean_environment(OMNIQ_TASK_TIMEOUT="1"),
+        timeout=WAIT_WORKER,
+    )
+    assert hung.returncode == 0, hung.stderr
+    assert "omniq worker: 1 child process on" in hung.stderr
+    assert cli.task(hang)["error"]["error_type"] == "timeout"
+
+
+def test_the_environment_chooses_the_process_executor(cli: Cli) -> None:
+    task_id = cli.enqueue("task_functions.add", "--args", "[2, 2]")
+    env = clean_environment(OMNIQ_EXECUTOR="process", OMNIQ_PROCESSES="1")
+    completed = cli.run("worker", "--limit", "1", env=env, timeout=WAIT_WORKER)
+    assert completed.returncode == 0, completed.stderr
+    assert "1 child process on" in completed.stderr
+    assert cli.task(task_id)["result"] == 4
+    expect_usage_error(
+        cli.run("worker", env=clean_environment(OMNIQ_PROCESSES="2")),
+        "processes need executor='process'",
+    )
+
+
+PROCESS_BAD_INPUT = {
+    "processes zero": (["worker", "--processes", "0"], "from 1 to"),
+    "child flag alone": (["worker", "--max-tasks-per-child", "5"], "add --processes N"),
+    "kill grace alone": (["worker", "--kill-grace", "3"], "--kill-grace applies to the process"),
+    "more tasks than children": (
+        ["worker", "--processes", "2", "--concurrency", "3"],
+        "--concurrency 3 exceeds the 2 child processes",
+    ),
+    "memory zero": (["worker", "--processes", "1", "--max-memory-per-child", "0"], "MiB above 0"),
+    "memory words": (["worker", "--processes", "1", "--max-memory-per-child", "1G"], "'1G'"),
+    "bad kill grace": (["worker", "--processes", "1", "--kill-grace", "5x"], "invalid duration"),
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"), PROCESS_BAD_INPUT.values(), ids=PROCESS_BAD_INPUT.keys()
+)
+def test_bad_process_flags_are_one_line_and_exit_2(
+    cli: Cli, arguments: list[str], fragment: str
+) -> None:
+    expect_usage_error(cli.run(*arguments), fragment)

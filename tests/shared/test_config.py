@@ -282,3 +282,47 @@ def test_repr_and_print_mask_the_dsn_password(
         assert secret not in printed and secret not in repr(settings)
     assert settings.dsn == dsn  # the real value is untouched
     assert "backend='postgres'" in printed and "max_retries=3" in printed
+
+
+def test_the_process_executor_settings_and_their_variables() -> None:
+    assert (Settings().executor, Settings().processes, Settings().kill_grace) == ("inline", None, 5)
+    settings = Settings.from_env(
+        {
+            "OMNIQ_EXECUTOR": "Process",
+            "OMNIQ_PROCESSES": "3",
+            "OMNIQ_MAX_TASKS_PER_CHILD": "100",
+            "OMNIQ_MAX_MEMORY_PER_CHILD": "512.5",
+            "OMNIQ_KILL_GRACE": "2",
+        }
+    )
+    assert settings.executor == "process"
+    assert (settings.processes, settings.max_tasks_per_child) == (3, 100)
+    assert (settings.max_memory_per_child, settings.kill_grace) == (512.5, 2.0)
+    unlimited = Settings.from_env(
+        {"OMNIQ_EXECUTOR": "process", "OMNIQ_MAX_MEMORY_PER_CHILD": "none"}
+    )
+    assert unlimited.max_memory_per_child is None and unlimited.processes is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "fragment"),
+    [
+        ({"executor": "threads"}, ValueError, "unknown executor 'threads'"),
+        ({"executor": None}, ValueError, "unknown executor None"),
+        ({"executor": "process", "processes": 0}, ValueError, "processes must be >= 1"),
+        ({"executor": "process", "max_tasks_per_child": "9"}, TypeError, "'9'"),
+        ({"executor": "process", "max_memory_per_child": 0}, ValueError, "MiB, got 0"),
+        ({"executor": "process", "max_memory_per_child": float("nan")}, ValueError, "nan"),
+        ({"executor": "process", "kill_grace": -1}, ValueError, "kill_grace"),
+        ({"processes": 4}, ValueError, "processes need executor='process'"),
+        ({"max_memory_per_child": 256}, ValueError, "OMNIQ_EXECUTOR=process"),
+    ],
+)
+def test_bad_process_executor_settings_name_the_value(
+    kwargs: dict[str, object], exc: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(exc) as raised:
+        Settings(**kwargs)  # type: ignore[arg-type]
+    assert fragment in str(raised.value)
+    with pytest.raises(ValueError, match="OMNIQ_PROCESSES='two'"):
+        Settings.from_env({"OMNIQ_EXECUTOR": "process", "OMNIQ_PROCESSES": "two"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +26,24 @@ def test_the_readme_has_examples() -> None:
     assert len(python_blocks(ROOT / "README.md")) >= 8
 
 
+_USES_DJANGO = re.compile(r"^\s*(?:from|import) django\b", re.MULTILINE)
+
+
+def django_missing() -> str | None:
+    """Why docs/django.md's examples cannot run here, or ``None`` (without importing it)."""
+    if sys.version_info < (3, 12):
+        return "Django 6 needs Python 3.12+"
+    try:
+        importlib.metadata.version("django")
+    except importlib.metadata.PackageNotFoundError:
+        return "Django is not installed (the django extra)"
+    return None
+
+
 @pytest.mark.parametrize("code", EXAMPLES)
 def test_example_runs(code: str, tmp_path: Path) -> None:
+    if _USES_DJANGO.search(code) and (reason := django_missing()) is not None:
+        pytest.skip(reason)
     env = dict(os.environ)
     # The repository root makes "examples.tasks" importable; the data home keeps
     # Settings() defaults inside the test's own directory.

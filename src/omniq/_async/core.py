@@ -27,7 +27,7 @@ from omniq._async.storage.factory import storage_from_settings
 from omniq._async.storage.memory import AsyncMemoryStorage
 from omniq._async.worker import AsyncWorkerPool
 from omniq._concurrency import AsyncEvent
-from omniq._validation import non_negative_number, normalize_interval
+from omniq._validation import non_negative_number, normalize_executor, normalize_interval
 from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import Settings
@@ -353,16 +353,32 @@ class AsyncOmniQ:
         ``default_timeout``, ``lease_timeout``, ``shutdown_timeout``, ``prefetch``,
         ``handle_signals``, ``name``, ``queues`` (the queues served; default every
         queue), ``retention`` (default ``Settings.retention``), ``schedules`` (whether it
-        fires schedules; default True) and ``health_file``. The pool runs this facade's hooks.
+        fires schedules; default True), ``health_file``, and ``executor`` (``"inline"`` or
+        ``"process"``, default ``Settings.executor``) with, for the process executor,
+        ``processes``, ``max_tasks_per_child``, ``max_memory_per_child`` and
+        ``kill_grace`` (defaults from the settings). With the process executor,
+        ``concurrency`` defaults to ``processes``. The pool runs this facade's hooks.
         """
+        settings = self.settings
         options: dict[str, Any] = {
-            "concurrency": self.settings.concurrency,
-            "poll_interval": self.settings.poll_interval,
-            "max_retries": self.settings.max_retries,
-            "default_timeout": self.settings.task_timeout,
-            "retention": self.settings.retention,
+            "concurrency": settings.concurrency,
+            "poll_interval": settings.poll_interval,
+            "max_retries": settings.max_retries,
+            "default_timeout": settings.task_timeout,
+            "retention": settings.retention,
             "hooks": self.hooks,
+            "executor": settings.executor,
         }
+        if normalize_executor(overrides.get("executor", settings.executor)) == "process":
+            processes = overrides.get("processes", settings.processes)
+            options.update(
+                processes=processes,
+                max_tasks_per_child=settings.max_tasks_per_child,
+                max_memory_per_child=settings.max_memory_per_child,
+                kill_grace=settings.kill_grace,
+            )
+            if processes is not None:  # tasks in flight = children, unless told otherwise
+                options["concurrency"] = processes
         options.update(overrides)
         return AsyncWorkerPool(queue=self.queue, **options)
 

@@ -61,7 +61,12 @@ class AsyncDuties:
         self._stop = AsyncEvent()  # created here, so it belongs to the running loop
         self._duties = list(duties)
         for duty in self._duties:
-            await duty.start()
+            try:
+                await duty.start()
+            except AsyncCancelled:
+                raise
+            except Exception as error:  # its ticks will meet the trouble again, and retry
+                omniq_logging.log_storage_error(f"{duty.name} start", error, worker=self.owner)
         for duty in self._duties:
             backoff = Backoff(first=min(0.5, duty.interval), cap=duty.interval)
             report = FailureReport(duty.name, worker=self.owner)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from omniq import logging as omniq_logging
 from omniq._async.queue import AsyncTaskQueue
@@ -73,9 +73,7 @@ async def run_task(
     correlation_id = task.correlation_id or task.id
     started_at = time.time()
     started = time.monotonic()
-    with omniq_logging.task_context(
-        task.id, "execute", correlation_id=correlation_id, worker=worker
-    ):
+    with omniq_logging.execution_scope(task.id, correlation_id, worker=worker):
         omniq_logging.log_task_started(
             task.id, task.attempts, worker=worker, correlation_id=correlation_id
         )
@@ -93,6 +91,39 @@ async def run_task(
     )
 
 
+class TaskReleased(Exception):
+    """An executor gave a task back unfinished (its pool is stopping): put it back as
+    PENDING without spending an attempt."""
+
+
+class AsyncExecutor(Protocol):
+    """What a worker pool needs of an executor: it runs claimed tasks, nothing else.
+
+    The pool keeps the store (claims, leases, heartbeats, outcomes) and calls
+    :meth:`run` once per claimed attempt, after its ``before_task`` hooks, from as
+    many concurrent units as its ``concurrency``. ``run`` returns the
+    :class:`~omniq.records.Outcome` (task errors are outcomes, never exceptions) or
+    raises :class:`TaskReleased`. ``stops_tasks`` says whether :meth:`stop` ends the
+    runs in progress (they then return or raise ``TaskReleased`` by themselves); the
+    pool cancels them otherwise. An executor may be started again after a stop.
+    """
+
+    name: str
+    stops_tasks: bool
+
+    async def start(self) -> None:
+        """Get ready to run tasks (idempotent; also after :meth:`stop`)."""
+        ...
+
+    async def run(self, task: Task, timeout: float | None, worker: str) -> Outcome:
+        """Run one claimed attempt of ``task``; ``timeout`` bounds it."""
+        ...
+
+    async def stop(self, grace: float) -> None:
+        """Let runs in progress finish within ``grace`` seconds, then end them."""
+        ...
+
+
 class AsyncInlineExecutor:
     """Runs tasks inside the pool's process: the default executor of a worker pool.
 
@@ -100,11 +131,12 @@ class AsyncInlineExecutor:
     (in the blocking twin: every task on a thread of its own, coroutine functions on
     an event loop of that thread). A timeout cancels a coroutine; a plain function
     past its timeout is failed as a timeout and its thread abandoned (see
-    ``omniq._concurrency``). Another executor (child processes) offers the same
-    three methods.
+    ``omniq._concurrency``). The process executor
+    (``omniq._async.process_executor``) offers the same interface.
     """
 
     name = "inline"
+    stops_tasks = False  # the pool cancels what still runs; a thread runs on regardless
 
     def __init__(self, allow: AllowList, default_max_retries: int | None = None) -> None:
         self.allow = allow

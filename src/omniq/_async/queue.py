@@ -17,6 +17,7 @@ from typing import Any
 
 from omniq import logging as omniq_logging
 from omniq import retry
+from omniq._async.group_commit import AsyncGroupCommit
 from omniq._async.storage.adapter import as_storage
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import asleep
@@ -110,6 +111,7 @@ class AsyncTaskQueue:
         # What workers on this queue may run (declared tasks, allowed modules, and
         # the paths this queue enqueued): see omniq.allowlist.
         self.allow = AllowList() if allow is None else allow
+        self._adds = AsyncGroupCommit(self.storage)
         self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -336,7 +338,7 @@ class AsyncTaskQueue:
     async def _store(self, records: list[TaskRecord]) -> list[str]:
         """Add ``records``; return the id standing for each (a unique key's holder, or its own)."""
         try:
-            ids = await self.storage.add(records)
+            ids = await self._adds.add(records)  # concurrent callers share commits
         except (OSError, StorageError) as error:
             omniq_logging.log_storage_error("enqueue", str(error))
             raise StorageError(f"could not store the task: {error}") from error

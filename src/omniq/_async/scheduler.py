@@ -88,6 +88,7 @@ class AsyncScheduler(AsyncDuty):
 
     name = "scheduler"
     interval = LONGEST_SLEEP
+    tick_at_start = True  # declared schedules are in the store once the pool has started
 
     def __init__(
         self, queue: AsyncTaskQueue, owner: str, clock: Callable[[], dt.datetime] = utcnow
@@ -95,14 +96,19 @@ class AsyncScheduler(AsyncDuty):
         self.queue = queue
         self.owner = owner
         self.clock = clock
-
-    async def start(self) -> None:
-        """Store the schedules declared in this process (``@task(cron=...)``), by name."""
-        for schedule in declared_schedules():
-            await store_schedule(self.queue, schedule)
+        self._published = False
 
     async def tick(self) -> float:
-        """Fire what is due; return the seconds until the next fire."""
+        """Fire what is due; return the seconds until the next fire.
+
+        The first tick also stores the schedules declared in this process
+        (``@task(cron=...)``), by name; a tick that fails (the store is busy) is tried
+        again by the duty's supervisor, declarations included.
+        """
+        if not self._published:
+            for schedule in declared_schedules():
+                await store_schedule(self.queue, schedule)
+            self._published = True
         now = self.clock()
         soonest = LONGEST_SLEEP
         for stored in await load_schedules(self.queue):

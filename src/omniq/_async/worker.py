@@ -30,7 +30,8 @@ from omniq._async.duties import (
     AsyncLeaseRecovery,
     AsyncPruner,
 )
-from omniq._async.executor import AsyncInlineExecutor, log_lost
+from omniq._async.executor import AsyncExecutor, AsyncInlineExecutor, TaskReleased, log_lost
+from omniq._async.process_executor import AsyncProcessExecutor
 from omniq._async.queue import AsyncTaskQueue
 from omniq._async.registry import AsyncWorkerRegistry
 from omniq._async.scheduler import AsyncScheduler
@@ -50,15 +51,17 @@ from omniq._concurrency import (
 from omniq._validation import (
     non_negative_int,
     non_negative_number,
+    normalize_executor,
     normalize_max_retries,
     normalize_queues,
     normalize_retention,
     normalize_timeout,
     positive_int,
+    positive_mib,
     positive_number,
 )
 from omniq.blocking_storage import BlockingStorage
-from omniq.config import DEFAULT_RETENTION
+from omniq.config import DEFAULT_KILL_GRACE, DEFAULT_RETENTION
 from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
 from omniq.models import ErrorType, Task, TaskError
@@ -66,7 +69,11 @@ from omniq.records import Outcome
 from omniq.serialization import Serializer
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_CONCURRENCY = 4
 _STORE_BACKOFF_CAP = 5.0  # longest wait between two tries of a failing store
+# After a stopped executor: how long its runs get to come back (they do at once;
+# generous for a busy machine).
+_STOPPED_RUNS_WAIT = 30.0
 
 
 @dataclass
@@ -82,7 +89,8 @@ class AsyncWorkerPool:
     """Runs due tasks from a queue, ``concurrency`` at a time.
 
     * ``storage``/``serializer`` or ``queue``: where the tasks come from.
-    * ``concurrency``: how many tasks run at once.
+    * ``concurrency``: how many tasks run at once (default 4; with the process
+      executor, ``processes``).
     * ``poll_interval``: how often an idle pool looks for tasks from other processes.
     * ``max_retries``: the execution budget for tasks enqueued without one.
     * ``default_timeout``: seconds a task may run when it has no timeout of its own.
@@ -105,13 +113,21 @@ class AsyncWorkerPool:
       ``omniq._async.scheduler``).
     * ``health_file``: a file the pool touches on every registry heartbeat (every
       third of the lease), for a container's liveness probe.
+    * ``executor``: ``"inline"`` (default: coroutine functions on the event loop, plain
+      ones on threads) or ``"process"``: every task in one of ``processes`` reused
+      child processes, killed at its timeout (SIGTERM, then SIGKILL after
+      ``kill_grace`` seconds, default 5), a crash failing only its own task (as
+      ``crashed``), and recycled after ``max_tasks_per_child`` tasks or above
+      ``max_memory_per_child`` MiB (see ``omniq._async.process_executor``).
+      ``processes`` defaults to ``concurrency``, and ``concurrency`` (at most
+      ``processes``) to ``processes``.
     """
 
     def __init__(
         self,
         storage: AsyncBaseStorage | BlockingStorage | None = None,
         serializer: Serializer | None = None,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         poll_interval: float = 1.0,
         max_retries: int | None = None,
         default_timeout: float | None = None,
@@ -127,6 +143,11 @@ class AsyncWorkerPool:
         hooks: Hooks | None = None,
         schedules: bool = True,
         health_file: str | os.PathLike[str] | None = None,
+        executor: str = "inline",
+        processes: int | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: float | None = None,
+        kill_grace: float | None = None,
     ) -> None:
         self._owns_queue = queue is None
         if queue is None:
@@ -137,6 +158,10 @@ class AsyncWorkerPool:
         self.lease_timeout = positive_number(
             "lease_timeout", queue.lease_timeout if lease_timeout is None else lease_timeout
         )
+        self.executor_kind = normalize_executor(executor)
+        processes = None if processes is None else positive_int("processes", processes)
+        if concurrency is None:
+            concurrency = DEFAULT_CONCURRENCY if processes is None else processes
         self.concurrency = positive_int("concurrency", concurrency)
         self.prefetch = (
             self.concurrency if prefetch is None else non_negative_int("prefetch", prefetch)
@@ -150,11 +175,14 @@ class AsyncWorkerPool:
         self.queues = normalize_queues(queues)
         self.retention = normalize_retention(retention)
         self.hooks = Hooks(parent=hooks)
+        self._hooks = self.hooks.snapshot()
         if not isinstance(schedules, bool):
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
         self.health_file = None if health_file is None else Path(health_file)
-        self.executor = AsyncInlineExecutor(queue.allow, self.max_retries)
+        self.executor: AsyncExecutor = self._make_executor(
+            processes, max_tasks_per_child, max_memory_per_child, kill_grace
+        )
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
         self._running = 0
@@ -174,7 +202,62 @@ class AsyncWorkerPool:
         self._failed = 0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency}, "
+            f"executor={self.executor_kind!r})"
+        )
+
+    def _make_executor(
+        self,
+        processes: int | None,
+        max_tasks_per_child: int | None,
+        max_memory_per_child: float | None,
+        kill_grace: float | None,
+    ) -> AsyncExecutor:
+        """The executor ``executor=`` names, its options checked (``ValueError`` naming one)."""
+        given = {
+            "processes": processes,
+            "max_tasks_per_child": max_tasks_per_child,
+            "max_memory_per_child": max_memory_per_child,
+            "kill_grace": kill_grace,
+        }
+        if self.executor_kind == "inline":
+            stray = [name for name, value in given.items() if value is not None]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} apply to executor='process' only; this pool's "
+                    "executor is 'inline'"
+                )
+            return AsyncInlineExecutor(self.queue.allow, self.max_retries)
+        processes = self.concurrency if processes is None else processes
+        if self.concurrency > processes:
+            raise ValueError(
+                f"concurrency ({self.concurrency}) may not exceed processes ({processes}) "
+                "with executor='process': each running task has a child process of its own"
+            )
+        return AsyncProcessExecutor(
+            self.queue.allow,
+            self.max_retries,
+            processes=processes,
+            max_tasks_per_child=(
+                None
+                if max_tasks_per_child is None
+                else positive_int("max_tasks_per_child", max_tasks_per_child)
+            ),
+            max_memory_per_child=(
+                None
+                if max_memory_per_child is None
+                else positive_mib("max_memory_per_child", max_memory_per_child)
+            ),
+            kill_grace=(
+                DEFAULT_KILL_GRACE
+                if kill_grace is None
+                else non_negative_number("kill_grace", kill_grace)
+            ),
+            lease_timeout=self.lease_timeout,
+            serializer=self.queue.serializer,
+            name=self.name,
+        )
 
     @property
     def processed(self) -> int:
@@ -232,12 +315,16 @@ class AsyncWorkerPool:
             self._store_report.failed(error, self._store_backoff.failed())
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
-        for hook in self.hooks.of("worker_start"):
+        self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
+        for hook in self._hooks["worker_start"]:
             await acall_hook(hook)  # a failing start hook: the pool does not start
         await self.executor.start()
         self._started = True
         omniq_logging.log_worker_started(
-            self.name, concurrency=self.concurrency, queues=list(self.queues or ["*"])
+            self.name,
+            concurrency=self.concurrency,
+            queues=list(self.queues or ["*"]),
+            executor=self.executor_kind,
         )
         await self._duties.start(self.duties())
 
@@ -273,7 +360,7 @@ class AsyncWorkerPool:
         await self._release_unfinished()
         await self._duties.stop()
         await self.executor.stop(0.0)
-        for hook in self.hooks.of("worker_stop"):
+        for hook in self._hooks["worker_stop"]:
             try:
                 await acall_hook(hook)
             except Exception as error:
@@ -313,6 +400,7 @@ class AsyncWorkerPool:
         if duration is not None:
             positive_number("duration", duration)
         await self.start()
+        await self.executor.start()  # again, if the last serve ended by stopping it
         self._stopping = False
         self._aborting = False
         self._serving = True
@@ -555,31 +643,43 @@ class AsyncWorkerPool:
         return max(eta - time.time(), 0.0)
 
     async def _release_unfinished(self) -> None:
-        """Record what finished; put back (as PENDING) what is ready or still running.
+        """Record what finished; stop what still runs; put back (as PENDING) the rest.
 
-        A running coroutine is cancelled; a thread cannot be: it may go on, but its
-        outcome can no longer be recorded (the attempt token is gone).
+        An executor that can stop its tasks (child processes) is stopped before their
+        tasks go back, so that none runs on beside its next attempt; a task that
+        finished at the last moment keeps its outcome. Otherwise a running coroutine
+        is cancelled, and a thread, which cannot be, may go on, but its outcome can no
+        longer be recorded (the attempt token is gone).
         """
         await self._settle_and_claim(0)
         with self._guard:
-            unfinished = list(self._inflight.values())
             self._ready.clear()
-        handles = [claimed.handle for claimed in unfinished if claimed.handle is not None]
+            handles = [c.handle for c in self._inflight.values() if c.handle is not None]
+        stopped = bool(handles) and self.executor.stops_tasks
+        if stopped:
+            await self.executor.stop(0.0)
+            await ajoin(handles, _STOPPED_RUNS_WAIT)  # their runs return by themselves now
+            await self._settle_and_claim(0)
+        else:
+            for handle in handles:
+                acancel(handle)
+        with self._guard:
+            unfinished = list(self._inflight.values())
         for claimed in unfinished:
-            if claimed.handle is not None:
-                acancel(claimed.handle)
-            try:
-                await self.queue.release(
-                    claimed.task, started_at=claimed.started_at, worker=self.name
-                )
-            except Exception as error:
-                omniq_logging.log_storage_error("release", str(error), task_id=claimed.task.id)
-        if handles:
+            await self._put_back(claimed)
+        if handles and not stopped:
             await ajoin(handles, 1.0)  # give cancelled coroutines a moment to unwind
         with self._guard:
             for claimed in unfinished:
                 self._inflight.pop(claimed.task.id, None)
             self._finished.clear()
+
+    async def _put_back(self, claimed: _Claimed) -> None:
+        """Release a claimed task to PENDING without spending an attempt."""
+        try:
+            await self.queue.release(claimed.task, started_at=claimed.started_at, worker=self.name)
+        except Exception as error:
+            omniq_logging.log_storage_error("release", str(error), task_id=claimed.task.id)
 
     # ------------------------------------------------------------------ one task
 
@@ -594,6 +694,15 @@ class AsyncWorkerPool:
             with self._guard:
                 self._running -= 1
             raise
+        except TaskReleased:  # the executor stopped before the task finished
+            with self._guard:
+                self._running -= 1
+                claimed = self._inflight.pop(task.id, None)
+            if claimed is not None:
+                await self._put_back(claimed)
+            if self._wake is not None:
+                self._wake.set()
+            return
         except Exception as error:  # executors report task errors: this is omniq's own bug
             omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
             outcome = Outcome(task, error=TaskError.from_exception(error))
@@ -605,7 +714,7 @@ class AsyncWorkerPool:
 
     async def _before_task(self, task: Task) -> Outcome | None:
         """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
-        for hook in self.hooks.of("before_task"):
+        for hook in self._hooks["before_task"]:
             try:
                 await acall_hook(hook, task)
             except AsyncCancelled:
@@ -620,7 +729,7 @@ class AsyncWorkerPool:
 
     async def _after_task(self, task: Task, outcome: Outcome) -> None:
         """Run the after-task hooks; what they raise is logged, the outcome stands."""
-        for hook in self.hooks.of("after_task"):
+        for hook in self._hooks["after_task"]:
             try:
                 await acall_hook(hook, task, outcome)
             except AsyncCancelled:

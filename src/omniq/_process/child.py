@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import datetime as dt
 import faulthandler
 import inspect
 import json
@@ -41,6 +42,7 @@ from omniq._process.jobs import decode_message, encode_message
 from omniq.exceptions import TaskFunctionError
 from omniq.models import ErrorType, TaskError
 from omniq.serialization import DEFAULT_SERIALIZER, Serializer
+from omniq.task_context import TaskContext, running_task
 
 Resolver = Callable[[str], Callable[..., Any]]
 
@@ -181,9 +183,13 @@ class _Runner:
                 }
             )
         )
+        task = _task_context(job)
         try:
-            with omniq_logging.task_context(
-                task_id, "execute", correlation_id=correlation_id, **fields
+            with (
+                omniq_logging.task_context(
+                    task_id, "execute", correlation_id=correlation_id, **fields
+                ),
+                running_task(task) if task is not None else contextlib.nullcontext(),
             ):
                 omniq_logging.log_task_started(
                     task_id,
@@ -266,6 +272,28 @@ class _Runner:
                 task.cancel()
             if leftovers:
                 loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+
+
+def _task_context(job: Mapping[str, Any]) -> TaskContext | None:
+    """What ``omniq.current_task()`` gives inside the job, when the parent said enough.
+
+    A worker pool's jobs carry the task's queue, attempt, budget, worker and eta
+    (:func:`omniq._process.jobs.job_for_task`); a bare job runs without a task context.
+    """
+    facts = job["context"]
+    try:
+        return TaskContext(
+            id=job["task_id"],
+            func_path=job["func_path"],
+            queue=str(facts["queue"]),
+            attempt=int(facts["attempt"]),
+            max_retries=facts.get("max_retries"),
+            correlation_id=job["correlation_id"],
+            worker=str(facts["worker"]),
+            eta=dt.datetime.fromisoformat(facts["eta"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def describe(

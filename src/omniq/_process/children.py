@@ -71,6 +71,7 @@ class Child:
         self.log_generation = log_generation  # of the logging configuration it applied
         self.jobs = 0
         self.exitcode: int | None = None  # once reaped
+        self._reaped = False
         # One poll object for the child's life: multiprocessing's wait() builds and tears
         # down a selector on every call, a good part of a no-op job's cost.
         self._poller = select.poll()
@@ -169,22 +170,28 @@ class Child:
         """Let an idle child leave: close its pipe (end of file), then :meth:`kill` if it stays."""
         with contextlib.suppress(OSError):
             self.conn.close()
-        self.process.join(grace)
+        if not self._reaped:
+            self.process.join(grace)
         self.kill(0.0)
 
     def reap(self) -> None:
         """Collect a child that is dying on its own (its pipe closed): its real exit code."""
         # The pipe can close a moment before the process is reapable.
-        self.process.join(DEATH_WAIT)
+        if not self._reaped:
+            self.process.join(DEATH_WAIT)
         self.kill(0.0)
 
     def kill(self, grace: float) -> str:
         """SIGTERM, then SIGKILL after ``grace``; reap; say which signal did it.
 
-        Records the exit code before the process object is closed.
+        Records the exit code before the process object is closed. Idempotent: a child
+        already reaped (one that died before it was ready, say) is left as it is.
         """
         with contextlib.suppress(OSError):
             self.conn.close()
+        if self._reaped:
+            return "SIGTERM"
+        self._reaped = True
         process = self.process
         how = "SIGTERM"
         if process.exitcode is None:

@@ -20,6 +20,7 @@ from omniq._validation import check_func_path, normalize_timeout
 from omniq.models import Task, TaskError
 from omniq.records import encode_payload
 from omniq.serialization import Serializer
+from omniq.task_context import DEFAULT_QUEUE
 
 # Fields task_context() sets itself from the job.
 _CONTEXT_KEYS = frozenset({"task_id", "operation", "correlation_id"})
@@ -97,9 +98,12 @@ def job_for_task(
     """The :class:`Job` for one claimed attempt of ``task``, as a worker pool would run it.
 
     ``serializer`` encodes the arguments and must be the codec the pool's children decode
-    with. ``context`` adds to (and overrides) the facts taken from the task.
+    with. ``context`` adds to (and overrides) the facts taken from the task (queue,
+    attempt, max_retries, worker, eta, attempt_token), from which the child builds the
+    task's ``omniq.current_task()``.
     """
     facts: dict[str, Any] = {
+        "queue": getattr(task, "queue", None) or DEFAULT_QUEUE,
         "attempt": task.attempts,
         "max_retries": task.max_retries,
         "worker": worker,

@@ -37,7 +37,7 @@ from omniq._process.child import Resolver
 from omniq._process.children import Child, ChildSpec, ChildStartError
 from omniq._process.jobs import Job, JobOutcome, JobResult, check_grace
 from omniq._process.slot import Item, Slot
-from omniq._validation import positive_int, positive_number
+from omniq._validation import positive_int, positive_mib, positive_number
 from omniq.serialization import Serializer
 
 DEFAULT_KILL_GRACE = 5.0
@@ -101,7 +101,7 @@ class ProcessPool:
         self.max_memory_per_child = (
             None
             if max_memory_per_child is None
-            else positive_number("max_memory_per_child", max_memory_per_child)
+            else positive_mib("max_memory_per_child", max_memory_per_child)
         )
         self.kill_grace = check_grace("kill_grace", kill_grace)
         self.start_timeout = positive_number("start_timeout", start_timeout)

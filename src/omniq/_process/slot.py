@@ -53,6 +53,8 @@ class Slot:
             self.child = self.pool.start_child()
         except ChildStartError as error:
             self._start_failure = error
+        except Exception as error:  # omniq's own bug: fail the start, not this thread
+            self._start_failure = ChildStartError(f"cannot start a child process: {error!r}")
         finally:
             self._started.set()
         try:

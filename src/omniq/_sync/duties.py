@@ -62,7 +62,12 @@ class Duties:
         self._stop = Event()  # created here, so it belongs to the running loop
         self._duties = list(duties)
         for duty in self._duties:
-            duty.start()
+            try:
+                duty.start()
+            except Cancelled:
+                raise
+            except Exception as error:  # its ticks will meet the trouble again, and retry
+                omniq_logging.log_storage_error(f"{duty.name} start", error, worker=self.owner)
         for duty in self._duties:
             backoff = Backoff(first=min(0.5, duty.interval), cap=duty.interval)
             report = FailureReport(duty.name, worker=self.owner)

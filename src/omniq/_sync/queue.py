@@ -18,6 +18,7 @@ from typing import Any
 
 from omniq import logging as omniq_logging
 from omniq import retry
+from omniq._sync.group_commit import GroupCommit
 from omniq._sync.storage.adapter import as_storage
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import sleep
@@ -111,6 +112,7 @@ class TaskQueue:
         # What workers on this queue may run (declared tasks, allowed modules, and
         # the paths this queue enqueued): see omniq.allowlist.
         self.allow = AllowList() if allow is None else allow
+        self._adds = GroupCommit(self.storage)
         self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -337,7 +339,7 @@ class TaskQueue:
     def _store(self, records: list[TaskRecord]) -> list[str]:
         """Add ``records``; return the id standing for each (a unique key's holder, or its own)."""
         try:
-            ids = self.storage.add(records)
+            ids = self._adds.add(records)  # concurrent callers share commits
         except (OSError, StorageError) as error:
             omniq_logging.log_storage_error("enqueue", str(error))
             raise StorageError(f"could not store the task: {error}") from error

@@ -89,6 +89,7 @@ class Scheduler(Duty):
 
     name = "scheduler"
     interval = LONGEST_SLEEP
+    tick_at_start = True  # declared schedules are in the store once the pool has started
 
     def __init__(
         self, queue: TaskQueue, owner: str, clock: Callable[[], dt.datetime] = utcnow
@@ -96,14 +97,19 @@ class Scheduler(Duty):
         self.queue = queue
         self.owner = owner
         self.clock = clock
-
-    def start(self) -> None:
-        """Store the schedules declared in this process (``@task(cron=...)``), by name."""
-        for schedule in declared_schedules():
-            store_schedule(self.queue, schedule)
+        self._published = False
 
     def tick(self) -> float:
-        """Fire what is due; return the seconds until the next fire."""
+        """Fire what is due; return the seconds until the next fire.
+
+        The first tick also stores the schedules declared in this process
+        (``@task(cron=...)``), by name; a tick that fails (the store is busy) is tried
+        again by the duty's supervisor, declarations included.
+        """
+        if not self._published:
+            for schedule in declared_schedules():
+                store_schedule(self.queue, schedule)
+            self._published = True
         now = self.clock()
         soonest = LONGEST_SLEEP
         for stored in load_schedules(self.queue):

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from omniq import __version__, limits
 from omniq._validation import (
+    MAX_MIB,
     check_task_id,
     normalize_priority,
     normalize_queue,
@@ -133,6 +134,18 @@ def unique_key(text: str) -> str:
 def schedule_name(text: str) -> str:
     """A schedule name: letters, digits and ``_.:-``, 150 characters at most."""
     return check_schedule_name(text)
+
+
+@_checked
+def mebibytes(text: str) -> float:
+    """An amount of memory in MiB, above 0 (``512``, ``1.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0  # reported below, with the same message
+    if not 0 < value <= MAX_MIB:  # NaN fails this too
+        raise ValueError(f"expected a number of MiB above 0, got {text!r}")
+    return value
 
 
 @_checked
@@ -288,6 +301,33 @@ def _add_worker(commands: Any) -> None:
         help="a pool of threads (the default)",
     )
     worker.set_defaults(use_async=False)
+    children = worker.add_argument_group(
+        "process executor (hard timeouts, crash containment, recycling; see docs/workers.md)"
+    )
+    children.add_argument(
+        "--processes",
+        type=positive_int,
+        metavar="N",
+        help="run each task in one of N reused child processes (also with --async)",
+    )
+    children.add_argument(
+        "--max-tasks-per-child",
+        type=positive_int,
+        metavar="N",
+        help="replace a child after N tasks (default: never)",
+    )
+    children.add_argument(
+        "--max-memory-per-child",
+        type=mebibytes,
+        metavar="MIB",
+        help="replace a child when a task leaves it above MIB MiB of memory (default: never)",
+    )
+    children.add_argument(
+        "--kill-grace",
+        type=duration,
+        metavar="S",
+        help="from SIGTERM to SIGKILL for a task past its timeout (default 5s)",
+    )
     worker.add_argument(
         "--limit", type=positive_int, metavar="N", help="stop after N tasks (see above)"
     )

@@ -1,7 +1,8 @@
 """``omniq worker``: import the user's modules, then run a pool until it is stopped.
 
 The blocking ``WorkerPool`` (threads) is the default; ``--async`` runs an
-``AsyncWorkerPool`` under ``asyncio.run``. Both pools handle SIGINT/SIGTERM
+``AsyncWorkerPool`` under ``asyncio.run``; ``--processes N`` runs each task of either
+in one of N child processes (the process executor). Both pools handle SIGINT/SIGTERM
 themselves while they serve: the first signal stops claiming and gives running
 tasks their grace period, a second one stops at once (unfinished tasks are put back
 as pending).
@@ -16,6 +17,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import loguru
 
@@ -70,6 +72,44 @@ def setup_logging(level: str | None, under_bar: bool) -> None:
         raise UsageError(f"bad logging settings: {error}") from None
 
 
+def with_executor(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with the process executor's flags; ``UsageError`` for a bad mix."""
+    flags = {
+        "--max-tasks-per-child": ("max_tasks_per_child", args.max_tasks_per_child),
+        "--max-memory-per-child": ("max_memory_per_child", args.max_memory_per_child),
+        "--kill-grace": ("kill_grace", args.kill_grace),
+    }
+    changes = {name: value for name, value in flags.values() if value is not None}
+    if args.processes is not None:
+        changes.update(executor="process", processes=args.processes)
+    elif settings.executor != "process":
+        given = [flag for flag, (_, value) in flags.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"{given[0]} applies to the process executor: add --processes N "
+                "(or set OMNIQ_EXECUTOR=process)"
+            )
+    try:
+        settings = settings.replace(**changes)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad worker settings: {error}") from None
+    processes = settings.processes or args.concurrency or settings.concurrency
+    if settings.executor == "process" and (args.concurrency or 0) > processes:
+        raise UsageError(
+            f"--concurrency {args.concurrency} exceeds the {processes} child processes: "
+            "each running task needs a child of its own"
+        )
+    return settings
+
+
+def _pool_options(args: argparse.Namespace) -> dict[str, Any]:
+    # An explicit --concurrency wins over the process executor's default (processes).
+    options: dict[str, Any] = {"queues": args.queues, "health_file": args.health_file}
+    if args.concurrency is not None:
+        options["concurrency"] = args.concurrency
+    return options
+
+
 def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progress | None) -> int:
     # Not "with OmniQ(...)": that opens the store at once, and a store that cannot be
     # opened yet (a read-only disk, a server still starting) would end the worker;
@@ -82,7 +122,7 @@ def _serve_threads(settings: Settings, args: argparse.Namespace, progress: Progr
 
 
 def _serve_threads_on(omniq: OmniQ, args: argparse.Namespace, progress: Progress | None) -> int:
-    with omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool:
+    with omniq.worker_pool(**_pool_options(args)) as pool:
         finish = watch_in_thread(lambda: pool.processed, progress) if progress else None
         try:
             return pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -106,7 +146,7 @@ async def _serve_async(
 async def _serve_async_on(
     omniq: AsyncOmniQ, args: argparse.Namespace, progress: Progress | None
 ) -> int:
-    async with omniq.worker_pool(queues=args.queues, health_file=args.health_file) as pool:
+    async with omniq.worker_pool(**_pool_options(args)) as pool:
         reporter = watch_in_loop(lambda: pool.processed, progress) if progress else None
         try:
             return await pool.process_tasks(limit=args.limit, duration=args.duration)
@@ -122,11 +162,17 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, concurrency=args.concurrency)
     # --import MOD imports MOD (its @task declarations register) and allows MOD.*.
     settings = settings.replace(imports=(*settings.imports, *args.imports))
+    settings = with_executor(settings, args)
     import_modules(task_module_names(settings))
     served = declared_paths()
     progress = Progress(args.limit) if args.limit is not None and not args.json else None
     setup_logging(args.log_level, under_bar=progress is not None and progress.is_tty)
-    kind = "asyncio tasks" if args.use_async else "threads"
+    runs = f"{settings.concurrency} {'asyncio tasks' if args.use_async else 'threads'}"
+    if settings.executor == "process":
+        processes = settings.processes or args.concurrency or settings.concurrency
+        runs = f"{processes} child process{'es' if processes != 1 else ''}"
+        if args.concurrency is not None and args.concurrency < processes:
+            runs += f" ({args.concurrency} tasks at once)"
     if args.limit is not None:
         until = f"until {args.limit} task(s) ran or none is due"
         if args.duration is not None:
@@ -136,10 +182,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         until = "until Ctrl-C or SIGTERM"
     queues = ", ".join(args.queues) if args.queues else "every queue"
-    output.message(
-        f"omniq worker: {settings.concurrency} {kind} on {describe_store(settings)} "
-        f"serving {queues}, {until}"
-    )
+    output.message(f"omniq worker: {runs} on {describe_store(settings)} serving {queues}, {until}")
     if served:
         output.message(f"omniq worker: declared tasks: {', '.join(served)}")
     allowed = ", ".join(AllowList.from_settings(settings).patterns)

@@ -23,18 +23,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from omniq import _sqlite_sql as sql
 from omniq import logging as omniq_logging
-from omniq._concurrency import AsyncLock, arun_blocking
+from omniq._concurrency import AsyncLock, adaemon_sqlite, arun_blocking, arun_sqlite
 from omniq._fs import ensure_private_file
 from omniq._inherited import abandon_after_fork
 from omniq.exceptions import StorageError
 
 DB_FILENAME = "omniq.db"
 REPLACED_CHECK_EVERY = 1.0  # seconds between two looks at the database file's identity
+T = TypeVar("T")
 
 
 class AsyncSQLiteConnection:
@@ -87,6 +89,12 @@ class AsyncSQLiteConnection:
             except aiosqlite.Error as error:
                 raise StorageError(f"SQLite {operation} failed on {self.path}: {error}") from error
 
+    async def run(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(sqlite3_connection, *args)`` under the lock, whole on the connection's
+        thread (see ``omniq._sqlite_ops``); a driver error becomes a ``StorageError``."""
+        async with self.locked(operation) as conn:
+            return await arun_sqlite(conn, fn, *args)
+
     async def open(self) -> None:
         """Open the database, switch it to WAL, and create, migrate or check the schema."""
         if self._pid != os.getpid():
@@ -100,12 +108,14 @@ class AsyncSQLiteConnection:
                 # The directory that holds omniq.db is a store directory (Settings.base_dir):
                 # omniq's, so checked and made private; another file's is the user's.
                 await arun_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = await aiosqlite.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    cached_statements=256,
+                conn = await adaemon_sqlite(
+                    aiosqlite.connect(
+                        str(self.path),
+                        timeout=self.busy_timeout,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        cached_statements=256,
+                    )
                 )
             except (OSError, aiosqlite.Error) as error:
                 raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
@@ -129,6 +139,9 @@ class AsyncSQLiteConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+        # A closed store may be opened again from another event loop (a second app
+        # start-up, a second test client): the lock must not stay tied to this one.
+        self.lock = AsyncLock()
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's connection and lock, never use them."""
@@ -167,7 +180,7 @@ class AsyncSQLiteConnection:
         # Under the write lock, so that many workers starting at once migrate once.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            version = await scalar(conn, "PRAGMA user_version")
+            version = await _scalar(conn, "PRAGMA user_version")
             columns = await _table_columns(conn)
             if version > sql.SCHEMA_VERSION:
                 raise StorageError(
@@ -193,7 +206,7 @@ class AsyncSQLiteConnection:
         await conn.execute("COMMIT")
 
 
-async def scalar(conn: aiosqlite.Connection, query: str) -> int:
+async def _scalar(conn: aiosqlite.Connection, query: str) -> int:
     """The first column of the first row of ``query``, as an int (0 for no row)."""
     cursor = await conn.execute(query)
     row = await cursor.fetchone()

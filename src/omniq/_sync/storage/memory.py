@@ -7,9 +7,10 @@ process; share one instance between the queue and the workers that should see th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
-import uuid
+import os
 from collections.abc import Sequence
 
 from omniq._sync.storage.base import BaseStorage
@@ -91,7 +92,7 @@ class MemoryStorage(BaseStorage):
             if holder is not None:
                 ids.append(holder)
                 continue
-            stored = dataclasses.replace(record)
+            stored = copy.copy(record)
             self._tasks[record.id] = stored
             if key is not None and stored.status in _ACTIVE:
                 self._unique[key] = record.id
@@ -109,7 +110,7 @@ class MemoryStorage(BaseStorage):
         worker: str | None = None,
     ) -> list[TaskRecord]:
         """Take up to ``limit`` due tasks: highest priority, then earliest eta, then order."""
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         claimed: list[TaskRecord] = []
         with self._guard:
             levels = self._levels(queues)
@@ -133,7 +134,7 @@ class MemoryStorage(BaseStorage):
                 record.started_at = now
                 record.updated_at = now
                 record.worker = worker
-                claimed.append(dataclasses.replace(record))
+                claimed.append(copy.copy(record))
         return claimed
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
@@ -211,7 +212,7 @@ class MemoryStorage(BaseStorage):
         """RUNNING tasks whose lease has run out."""
         with self._guard:
             found = [
-                dataclasses.replace(record)
+                copy.copy(record)
                 for record in self._tasks.values()
                 if record.status == "running"
                 and record.lease_until is not None
@@ -223,7 +224,7 @@ class MemoryStorage(BaseStorage):
         """A copy of the task, or ``None``."""
         with self._guard:
             record = self._tasks.get(task_id)
-            return dataclasses.replace(record) if record is not None else None
+            return copy.copy(record) if record is not None else None
 
     def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """The earliest pending eta among the queues asked for."""
@@ -238,7 +239,7 @@ class MemoryStorage(BaseStorage):
         """Tasks, newest change first, optionally of one status and one queue."""
         with self._guard:
             found = [
-                dataclasses.replace(record)
+                copy.copy(record)
                 for record in self._tasks.values()
                 if (status is None or record.status == status)
                 and (queue is None or record.queue == queue)
@@ -249,11 +250,7 @@ class MemoryStorage(BaseStorage):
     def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
         """Tasks matching ``query``, newest change first."""
         with self._guard:
-            found = [
-                dataclasses.replace(record)
-                for record in self._tasks.values()
-                if query.matches(record)
-            ]
+            found = [copy.copy(record) for record in self._tasks.values() if query.matches(record)]
         found.sort(key=lambda record: record.updated_at, reverse=True)
         return found[offset : offset + limit]
 
@@ -339,12 +336,12 @@ class MemoryStorage(BaseStorage):
         """A copy of the named record, or ``None``."""
         with self._guard:
             record = self._state.get((kind, name))
-            return None if record is None else dataclasses.replace(record)
+            return None if record is None else copy.copy(record)
 
     def list_state(self, kind: str) -> list[StateRecord]:
         """Copies of every record of ``kind``, by name."""
         with self._guard:
-            found = [dataclasses.replace(r) for (k, _), r in self._state.items() if k == kind]
+            found = [copy.copy(r) for (k, _), r in self._state.items() if k == kind]
         return sorted(found, key=lambda record: record.name)
 
     def delete_state(self, kind: str, name: str) -> bool:

@@ -24,18 +24,20 @@ import time
 from collections.abc import Iterator, Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite3
 
 from omniq import _sqlite_sql as sql
 from omniq import logging as omniq_logging
-from omniq._concurrency import Lock, run_blocking
+from omniq._concurrency import Lock, daemon_sqlite, run_blocking, run_sqlite
 from omniq._fs import ensure_private_file
 from omniq._inherited import abandon_after_fork
 from omniq.exceptions import StorageError
 
 DB_FILENAME = "omniq.db"
 REPLACED_CHECK_EVERY = 1.0  # seconds between two looks at the database file's identity
+T = TypeVar("T")
 
 
 class SQLiteConnection:
@@ -88,6 +90,12 @@ class SQLiteConnection:
             except sqlite3.Error as error:
                 raise StorageError(f"SQLite {operation} failed on {self.path}: {error}") from error
 
+    def run(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(sqlite3_connection, *args)`` under the lock, whole on the connection's
+        thread (see ``omniq._sqlite_ops``); a driver error becomes a ``StorageError``."""
+        with self.locked(operation) as conn:
+            return run_sqlite(conn, fn, *args)
+
     def open(self) -> None:
         """Open the database, switch it to WAL, and create, migrate or check the schema."""
         if self._pid != os.getpid():
@@ -101,12 +109,14 @@ class SQLiteConnection:
                 # The directory that holds omniq.db is a store directory (Settings.base_dir):
                 # omniq's, so checked and made private; another file's is the user's.
                 run_blocking(ensure_private_file, self.path, self.path.name == DB_FILENAME)
-                conn = sqlite3.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    cached_statements=256,
+                conn = daemon_sqlite(
+                    sqlite3.connect(
+                        str(self.path),
+                        timeout=self.busy_timeout,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        cached_statements=256,
+                    )
                 )
             except (OSError, sqlite3.Error) as error:
                 raise StorageError(f"cannot open SQLite database {self.path}: {error}") from error
@@ -130,6 +140,9 @@ class SQLiteConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        # A closed store may be opened again from another event loop (a second app
+        # start-up, a second test client): the lock must not stay tied to this one.
+        self.lock = Lock()
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's connection and lock, never use them."""
@@ -168,7 +181,7 @@ class SQLiteConnection:
         # Under the write lock, so that many workers starting at once migrate once.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = scalar(conn, "PRAGMA user_version")
+            version = _scalar(conn, "PRAGMA user_version")
             columns = _table_columns(conn)
             if version > sql.SCHEMA_VERSION:
                 raise StorageError(
@@ -194,7 +207,7 @@ class SQLiteConnection:
         conn.execute("COMMIT")
 
 
-def scalar(conn: sqlite3.Connection, query: str) -> int:
+def _scalar(conn: sqlite3.Connection, query: str) -> int:
     """The first column of the first row of ``query``, as an int (0 for no row)."""
     cursor = conn.execute(query)
     row = cursor.fetchone()

@@ -1,0 +1,1 @@
+"""The example's app: its Django tasks (``tasks.py``) and the views that enqueue them."""

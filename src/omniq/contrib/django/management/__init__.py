@@ -1,0 +1,1 @@
+"""Django management commands of ``omniq.contrib.django``."""

@@ -1,0 +1,1 @@
+"""``omniq_worker``: see :mod:`omniq.contrib.django.worker`."""

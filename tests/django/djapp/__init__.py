@@ -1,0 +1,1 @@
+"""The Django app whose tasks the backend tests enqueue (``djapp.tasks``)."""
