@@ -81,6 +81,8 @@ def start_workers(
         OMNIQ_BASE_DIR=str(settings.base_dir),
         OMNIQ_POLL_INTERVAL=str(settings.poll_interval),
         OMNIQ_DURABILITY=settings.durability,
+        # The workers run tasks another process enqueued: the allow-list must name them.
+        OMNIQ_TASK_MODULES=f"{NOOP},{CLOCK}",
     )
     if settings.dsn:
         env["OMNIQ_DSN"] = settings.dsn

@@ -93,7 +93,10 @@ def claim(named: bool) -> str:
     """The claim over every queue, or (``named``) over the queues in ``%(queues)s``.
 
     Parameters: ``token``, ``lease`` (seconds from the database's now), ``worker``,
-    ``limit`` (and ``queues``).
+    ``limit`` (and ``queues``). The chosen rows reach the update as an array, so it
+    finds them by index whatever the plan: a join would let a generic plan (psycopg
+    prepares frequent statements), which cannot see how small ``limit`` is, hash the
+    whole table instead.
     """
     return f"""
     WITH RECURSIVE {_levels(named)}
@@ -101,7 +104,7 @@ def claim(named: bool) -> str:
     SET status = 'running', attempts = t.attempts + 1, attempt_token = %(token)s,
         lease_until = {NOW} + %(lease)s, started_at = {NOW}, updated_at = {NOW},
         worker = %(worker)s
-    FROM (
+    WHERE t.seq = ANY(ARRAY(
         SELECT due.seq FROM (SELECT q, p FROM level ORDER BY p DESC) AS l
         CROSS JOIN LATERAL (
             SELECT seq, eta {_PENDING} AND queue = l.q AND priority = l.p AND eta <= {NOW}
@@ -110,8 +113,7 @@ def claim(named: bool) -> str:
         ) AS due
         ORDER BY l.p DESC, due.eta, due.seq
         LIMIT %(limit)s
-    ) AS chosen
-    WHERE t.seq = chosen.seq
+    ))
     RETURNING t.seq, {T_COLUMNS}
     """
 
@@ -405,12 +407,13 @@ _PURGEABLE = (
     f"status IN ({FINAL_LIST}) AND status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s"
 )
 PURGE = f"DELETE FROM {TABLE} WHERE {_PURGEABLE}"
-# One bounded batch, oldest first; rows another purger is deleting are skipped.
+# One bounded batch, oldest first; rows another purger is deleting are skipped. An
+# array, as in the claim, so that any plan deletes by index.
 PURGE_BATCH = f"""
-    DELETE FROM {TABLE} WHERE seq IN (
+    DELETE FROM {TABLE} WHERE seq = ANY(ARRAY(
         SELECT seq FROM {TABLE} WHERE {_PURGEABLE}
         ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-    )
+    ))
 """
 
 # ---------------------------------------------------------------------- state records
