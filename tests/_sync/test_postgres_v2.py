@@ -202,20 +202,18 @@ def test_the_claim_reads_only_the_levels_it_needs(settings: Settings) -> None:
         for p in range(5)
     )
     queue.close()
-    statement = claim_statement(False)
-    for number, name in enumerate(("token", "lease", "limit", "worker"), 1):
+    statement = claim_statement(False, 4)
+    for number, name in enumerate(("token", "lease", "worker"), 1):
         statement = statement.replace(f"%({name})s", f"${number}")
     conn = admin(settings)
     plans: dict[str, str] = {}
     try:
         conn.execute("ANALYZE omniq_tasks")
-        conn.execute(f"PREPARE claim(text, float8, bigint, text) AS {statement}")
+        conn.execute(f"PREPARE claim(text, float8, text) AS {statement}")
         for mode in ("force_custom_plan", "force_generic_plan"):
             conn.execute(f"SET plan_cache_mode = {mode}")
             with conn.transaction(force_rollback=True):
-                found = rows(
-                    conn, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE claim('t', 30, 4, 'w')"
-                )
+                found = rows(conn, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE claim('t', 30, 'w')")
             plans[mode] = "\n".join(row[0] for row in found)
     finally:
         conn.close()

@@ -215,12 +215,11 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         params: dict[str, Any] = {
             "token": uuid.uuid4().hex,
             "lease": lease_until - now,
-            "limit": limit,
             "worker": worker,
         }
         if queues is not None:
             params["queues"] = sorted(set(queues))
-        cursor = await conn.execute(sql.claim(queues is not None), params)
+        cursor = await conn.execute(sql.claim(queues is not None, limit), params)
         return sql.claimed_records(await cursor.fetchall())
 
     async def finish(self, task_id: str, token: str, transition: Transition) -> bool:

@@ -216,12 +216,11 @@ class PostgresStorage(BaseStorage):
         params: dict[str, Any] = {
             "token": uuid.uuid4().hex,
             "lease": lease_until - now,
-            "limit": limit,
             "worker": worker,
         }
         if queues is not None:
             params["queues"] = sorted(set(queues))
-        cursor = conn.execute(sql.claim(queues is not None), params)
+        cursor = conn.execute(sql.claim(queues is not None, limit), params)
         return sql.claimed_records(cursor.fetchall())
 
     def finish(self, task_id: str, token: str, transition: Transition) -> bool:
