@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
+import random
 import threading
 import time
 import traceback as traceback_module
@@ -258,6 +258,7 @@ def trusted_task(**fields: Any) -> Task:
 
 _last_id_stamp = 0
 _id_lock = threading.Lock()
+_random_bits = random.getrandbits  # reseeded by Python in a forked child
 
 
 def new_task_id() -> str:
@@ -266,7 +267,9 @@ def new_task_id() -> str:
     48 bits of Unix milliseconds, then 12 bits of sub-millisecond time made strictly
     increasing within the process, then 62 random bits. Ids made later sort later,
     so index inserts land on the right edge of a B-tree (one page per enqueue), and
-    the id breaks ties in enqueue order. ``os.urandom`` is safe across ``fork``.
+    the id breaks ties in enqueue order. The random bits come from the ``random``
+    module's generator, which Python reseeds in a forked child; ids are unique, not
+    secret (no one can do anything with a guessed id they cannot do with a listed one).
     """
     global _last_id_stamp
     stamp = time.time_ns() * 4096 // 1_000_000  # Unix time in 1/4096 ms
@@ -274,7 +277,7 @@ def new_task_id() -> str:
         if stamp <= _last_id_stamp:
             stamp = _last_id_stamp + 1
         _last_id_stamp = stamp
-    random_bits = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    random_bits = _random_bits(62)
     value = (
         (stamp >> 12) << 80  # unix_ts_ms
         | 0x7 << 76  # version 7

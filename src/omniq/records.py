@@ -23,9 +23,10 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from omniq import limits
+from omniq._validation import check_text
 from omniq.history import decode_history
 from omniq.models import STATUS_OF, ErrorType, Task, TaskError, TaskStatus, trusted_task
-from omniq.serialization import Serializer, encode
+from omniq.serialization import JsonSerializer, Serializer, encode, plain_payload
 
 
 @dataclass
@@ -165,6 +166,10 @@ def encode_payload(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[s
     ``TypeError`` names what cannot be encoded; ``ValueError`` refuses too deep a
     value or a lone surrogate (see :func:`omniq.serialization.encode`).
     """
+    if type(serializer) is JsonSerializer:
+        text = plain_payload(args, kwargs)
+        if text is not None:
+            return check_text(text, "the encoded text of the arguments")
     return encode(serializer, {"args": list(args), "kwargs": kwargs}, "the arguments")
 
 

@@ -163,6 +163,29 @@ class JsonSerializer:
 
 DEFAULT_SERIALIZER: Serializer = JsonSerializer()
 
+# Arguments that are all plain scalars need no walk: JSON holds them as they are.
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_PLAIN_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def plain_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The default codec's text of ``{"args", "kwargs"}`` when every argument is a plain
+    scalar (str, int, float, bool, None: exact types); ``None`` for anything else, which
+    takes the full path. The hot path of enqueue: most tasks pass ids and numbers."""
+    scalars = _SCALARS
+    for value in args:
+        if type(value) not in scalars:
+            return None
+    for value in kwargs.values():
+        if type(value) not in scalars:
+            return None
+    if TAG in kwargs:
+        return None
+    try:
+        return _PLAIN_ENCODER.encode({"args": list(args), "kwargs": kwargs})
+    except ValueError:  # NaN or infinity: the full path says which
+        return None
+
 
 def encode(serializer: Serializer, obj: Any, what: str = "the value") -> str:
     """``serializer.dumps(obj)`` under the rules every backend shares.
