@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from omniq import _sqlite_sql as sql
+from omniq._sqlite_idle import Idle
 from omniq.exceptions import StorageError
 from omniq.records import (
     FINAL_STATUSES,
@@ -33,7 +34,6 @@ from omniq.records import (
 _PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
 
 _INSERT_ALL = sql.insert_of(RECORD_FIELDS, False)
-Idle = tuple[int, float | None]  # (data_version, earliest pending eta) of an empty claim
 Items = Sequence[tuple[str, str, Transition]]
 
 

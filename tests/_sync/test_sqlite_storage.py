@@ -7,12 +7,15 @@ import json
 import re
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 from omniq import OmniQ, Settings, StorageError, TaskStatus
+from omniq import _sqlite_ops as ops
 from omniq import _sqlite_sql as sql
+from omniq._sqlite_idle import IdleShortcut
 from omniq._concurrency import join, sleep, spawn
 from omniq.storage.sqlite import SQLiteStorage
 
@@ -151,6 +154,49 @@ def test_idle_claims_take_no_write_lock(tmp_path: Path) -> None:
     claimed = storage.claim(9e9, 9e9 + 1, 4)  # another connection committed: noticed
     assert [record.id for record in claimed] == [task_id]
     storage.close()
+
+
+def test_an_enqueue_during_an_empty_claim_is_claimed_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The enqueue commits on the claim's own connection (no data_version change) after
+    # the claim read "nothing pending": the claim must not remember "idle" over it.
+    storage = SQLiteStorage(tmp_path / "db")
+    facade = OmniQ(Settings(base_dir=tmp_path), storage=storage)
+    claim_read, enqueue_began = threading.Event(), threading.Event()
+    real_claim, real_write_begins = ops.claim, IdleShortcut.write_begins
+
+    def slow_claim(*args: object) -> object:
+        found = real_claim(*args)  # type: ignore[arg-type]
+        claim_read.set()
+        enqueue_began.wait(10)
+        return found
+
+    def write_begins(self: IdleShortcut) -> int:
+        generation = real_write_begins(self)
+        if claim_read.is_set():
+            enqueue_began.set()
+        return generation
+
+    monkeypatch.setattr(ops, "claim", slow_claim)
+    monkeypatch.setattr(IdleShortcut, "write_begins", write_begins)
+    first: list[object] = []
+
+    def claim_once() -> None:
+        first.append(storage.claim(9e9, 9e9 + 1, 4))
+
+    claimer = spawn(claim_once)
+    for _ in range(1000):
+        if claim_read.is_set():
+            break
+        sleep(0.01)
+    task_id = facade.enqueue("task_functions.add", args=[1, 1])  # waits for the claim
+    assert join([claimer], 10) == 0
+    assert first == [[]] and enqueue_began.is_set()
+    monkeypatch.setattr(ops, "claim", real_claim)
+    claimed = storage.claim(9e9, 9e9 + 1, 4)
+    assert [record.id for record in claimed] == [task_id]
+    facade.close()
 
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"

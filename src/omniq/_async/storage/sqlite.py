@@ -22,10 +22,10 @@ from omniq import _sqlite_ops as ops
 from omniq import _sqlite_sql as sql
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.sqlite_connection import DB_FILENAME, AsyncSQLiteConnection
+from omniq._sqlite_idle import IdleShortcut
 from omniq._wakeup import FinishedCallback, channel_for
 from omniq.records import StateRecord, TaskFilter, TaskRecord, Transition
 
-_QueuesKey = tuple[str, ...] | None
 T = TypeVar("T")
 
 
@@ -53,7 +53,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         )
         # After an empty claim, per set of queues asked for: (data_version, earliest
         # pending eta of those queues) at that moment.
-        self._idle: dict[_QueuesKey, tuple[int, float | None]] = {}
+        self._idle = IdleShortcut()
         # Cross-process wake-ups: sockets in "omniq.db-wakeup/" beside the database.
         self._wakeup = channel_for(self.path.with_name(self.path.name + "-wakeup"))
 
@@ -61,7 +61,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         return f"{type(self).__name__}({str(self.path)!r})"
 
     def _forget_idle(self) -> None:
-        self._idle.clear()
+        self._idle.write_begins()
 
     async def open(self) -> None:
         """Open the database, switch it to WAL, and create, migrate or check the schema."""
@@ -117,10 +117,11 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if await self._still_idle(now, queues):
             return []
         token = os.urandom(16).hex()
-        claimed, idle = await self._write(
+        generation = self._idle.write_begins()
+        claimed, idle = await self._db.run(
             "claim", ops.claim, token, now, lease_until, limit, queues, worker
         )
-        self._remember_idle(queues, idle)
+        self._idle.remember(generation, queues, idle)
         return claimed
 
     async def finish(self, task_id: str, token: str, transition: Transition) -> bool:
@@ -146,7 +147,8 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         if not items or limit <= 0:
             return await super().finish_and_claim(items, now, lease_until, limit, queues, worker)
         token = os.urandom(16).hex()
-        finished, claimed, idle = await self._write(
+        generation = self._idle.write_begins()
+        finished, claimed, idle = await self._db.run(
             "finish_and_claim",
             ops.finish_and_claim,
             items,
@@ -157,7 +159,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
             queues,
             worker,
         )
-        self._remember_idle(queues, idle)
+        self._idle.remember(generation, queues, idle)
         self._wakeup.notify_settled(items, finished)
         return finished, claimed
 
@@ -190,18 +192,14 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def _still_idle(self, now: float, queues: Sequence[str] | None) -> bool:
         """Whether the last empty claim still holds: nothing committed since, nothing due."""
-        idle = self._idle.get(_key(queues))
+        idle = self._idle.get(queues)
         if idle is None:
             return False
         version = await self._db.run("claim", ops.scalar, "PRAGMA data_version")
-        if version != idle[0] or self._idle.get(_key(queues)) is not idle:
+        if version != idle[0] or self._idle.get(queues) is not idle:
             return False
         next_eta = idle[1]
         return next_eta is None or now < next_eta
-
-    def _remember_idle(self, queues: Sequence[str] | None, idle: ops.Idle | None) -> None:
-        if idle is not None:
-            self._idle[_key(queues)] = idle
 
     async def cancel(self, task_id: str, now: float) -> bool:
         """Cancel a PENDING task."""
@@ -272,9 +270,5 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
 
     async def _write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
         """An operation that writes: this connection's idle shortcut no longer holds."""
-        self._idle.clear()
+        self._idle.write_begins()
         return await self._db.run(operation, fn, *args)
-
-
-def _key(queues: Sequence[str] | None) -> _QueuesKey:
-    return None if queues is None else tuple(queues)
