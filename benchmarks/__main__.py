@@ -1,7 +1,7 @@
 """``python -m benchmarks``: measure omniq (and Huey, when installed) and report.
 
 Prints a table (each figure with its factor to the matching Huey figure of the
-same run), the goals of issue 8, and the total time; writes a JSON file and a
+same run), the goals of issues 17 and 8, and the total time; writes a JSON file and a
 chart, and with ``--write-docs`` the marked section of ``docs/performance.md``.
 """
 
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.terminal_table(document))
     print()
-    print("Goals of issue 8:")
+    print("Goals (issue 17, then what remains of issue 8):")
     print(report.terminal_goals(document))
     if document.get("memory"):
         memory = document["memory"]

@@ -35,6 +35,7 @@ def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
 THROUGHPUT_METRICS = (
     "enqueue_per_s",
     "enqueue_many_per_s",
+    "producers_per_s",
     "drain_c1_per_s",
     "drain_c4_per_s",
     "end_to_end_per_s",
@@ -87,7 +88,7 @@ def select_backends(spec: str) -> list[Backend]:
 
 
 HEADLINE = ("sqlite-full", "sqlite-fast", "sqlite")  # omniq backends and Huey configs
-REPEATED = ("enqueue", "enqueue_many", "drain_c4")  # the measures the goals use
+REPEATED = ("enqueue", "enqueue_many", "producers", "drain_c4")  # the measures the goals use
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks import tasks
 from benchmarks.common import Plan, Stores
-from benchmarks.workloads import Rate, Wake
+from benchmarks.workloads import PRODUCER_THREADS, Rate, Wake
 
 NAME = "bench"
 
@@ -145,6 +145,26 @@ def enqueue(h: _Huey, n: int, cap: float) -> Rate:
     return Rate(done, time.perf_counter() - start)
 
 
+def producers(h: _Huey, n: int, cap: float, threads: int) -> Rate:
+    """``threads`` threads share one Huey instance, one call per task."""
+    h.count()  # warm: the connection
+    counts = [0] * threads
+    start = time.perf_counter()
+    share = max(1, n // threads)
+
+    def produce(slot: int) -> None:
+        while counts[slot] < share and time.perf_counter() < start + cap:
+            h.count()
+            counts[slot] += 1
+
+    workers = [threading.Thread(target=produce, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return Rate(sum(counts), time.perf_counter() - start)
+
+
 def drain(h: _Huey, builder: _Huey, n: int, cap: float, workers: int) -> Rate:
     """A consumer of ``workers`` threads runs tasks from a backlog (built one call per task)."""
     built = 0
@@ -226,6 +246,9 @@ def measure(stores: Stores, config: str, plan: Plan, round_: int) -> dict[str, l
     if round_ < plan.repetitions(config, "enqueue"):
         with fresh() as (main, _):
             record("enqueue", enqueue(main, plan.tasks, cap))
+    if round_ < plan.repetitions(config, "producers"):
+        with fresh() as (main, _):
+            record("producers", producers(main, plan.tasks, cap, PRODUCER_THREADS))
     if round_ < plan.repetitions(config, "drain_c1"):
         with fresh() as (main, builder):
             record("drain_c1", drain(main, builder, plan.tasks, cap, 1))

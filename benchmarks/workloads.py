@@ -25,6 +25,8 @@ CHUNK = 1_000  # enqueue_many batch when building a backlog
 _PROBE = 200  # tasks of the enqueue_many call that sizes the measured one
 _WAKE_TIMEOUT = 30.0  # seconds a wake-up sample may take before the measure fails
 _IDLE_FIRST = 0.3  # seconds the pool idles before the first wake-up sample
+PRODUCER_THREADS = 8  # the blocking twin's (and Huey's) concurrent producers: Flask-style threads
+PRODUCER_COROUTINES = 100  # the async twin's concurrent producers on one AsyncOmniQ
 
 
 class Rate(NamedTuple):
@@ -106,6 +108,31 @@ def sync_drain(settings: Settings, n: int, cap: float, concurrency: int) -> Rate
             start = time.perf_counter()
             done = pool.process_tasks(limit=built, duration=cap)
             return Rate(done, time.perf_counter() - start)
+
+
+def sync_producers(settings: Settings, n: int, cap: float) -> Rate:
+    """``PRODUCER_THREADS`` threads share one ``OmniQ``, one ``enqueue`` call per task."""
+    with OmniQ(settings) as omniq:
+        omniq.enqueue(tasks.NOOP)  # warm: schema, connection
+        counts = [0] * PRODUCER_THREADS
+        start = time.perf_counter()
+        deadline = start + cap
+        share = max(1, n // PRODUCER_THREADS)
+
+        def produce(slot: int) -> None:
+            while counts[slot] < share and time.perf_counter() < deadline:
+                omniq.enqueue(tasks.NOOP)
+                counts[slot] += 1
+
+        threads = [
+            threading.Thread(target=produce, args=(slot,), name=f"bench-producer-{slot}")
+            for slot in range(PRODUCER_THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return Rate(sum(counts), time.perf_counter() - start)
 
 
 def sync_end_to_end(settings: Settings, n: int, cap: float) -> Rate:
@@ -240,6 +267,24 @@ async def async_drain(settings: Settings, n: int, cap: float, concurrency: int) 
             return Rate(done, time.perf_counter() - start)
 
 
+async def async_producers(settings: Settings, n: int, cap: float) -> Rate:
+    """``PRODUCER_COROUTINES`` coroutines share one ``AsyncOmniQ``, one ``enqueue`` per task."""
+    async with AsyncOmniQ(settings) as omniq:
+        await omniq.enqueue(tasks.ANOOP)
+        counts = [0] * PRODUCER_COROUTINES
+        start = time.perf_counter()
+        deadline = start + cap
+        share = max(1, n // PRODUCER_COROUTINES)
+
+        async def produce(slot: int) -> None:
+            while counts[slot] < share and time.perf_counter() < deadline:
+                await omniq.enqueue(tasks.ANOOP)
+                counts[slot] += 1
+
+        await asyncio.gather(*(produce(slot) for slot in range(PRODUCER_COROUTINES)))
+        return Rate(sum(counts), time.perf_counter() - start)
+
+
 async def async_end_to_end(settings: Settings, n: int, cap: float) -> Rate:
     """From the first enqueue to the last completion, with the producer and the pool at once."""
     async with AsyncOmniQ(settings) as omniq, omniq.worker_pool(handle_signals=False) as pool:
@@ -346,6 +391,7 @@ def twin_call(
 THROUGHPUT: dict[str, tuple[Callable[..., Any], Callable[..., Any], tuple[Any, ...]]] = {
     "enqueue": (sync_enqueue, async_enqueue, ()),
     "enqueue_many": (sync_enqueue_many, async_enqueue_many, ()),
+    "producers": (sync_producers, async_producers, ()),
     "drain_c1": (sync_drain, async_drain, (1,)),
     "drain_c4": (sync_drain, async_drain, (4,)),
     "end_to_end": (sync_end_to_end, async_end_to_end, ()),
