@@ -23,7 +23,7 @@ if BACKEND != "postgres":
 import psycopg
 
 from omniq import AsyncOmniQ, AsyncTaskQueue, Settings, TaskStatus
-from omniq._concurrency import ajoin, asleep, aspawn
+from omniq._concurrency import AsyncEvent, ajoin, asleep, aspawn
 from omniq._postgres_sql import claim as claim_statement
 from omniq.exceptions import StorageError, TaskFailed
 from omniq.storage.postgres import AsyncPostgresStorage
@@ -298,6 +298,38 @@ async def test_enqueue_many_keeps_the_first_of_each_key(settings: Settings) -> N
         assert ids[0] != ids[1] and ids[2] == ids[0] and ids[3] == held
         stats = await omniq.stats()
         assert stats["pending"] == 3
+
+
+async def test_a_large_batch_is_stored_whole_in_order_and_wakes_another_connection(
+    settings: Settings,
+) -> None:
+    # 500 tasks without unique keys stream in with COPY (at least COPY_MIN), one transaction.
+    assert settings.dsn is not None
+    listening = AsyncPostgresStorage(settings.dsn)
+    woken = AsyncEvent()
+    try:
+        listening.subscribe(woken.set)
+        assert await woken.wait(10), "the listener did not connect"  # it wakes once on connect
+        woken.clear()
+        async with AsyncOmniQ(settings) as omniq:
+            items = [
+                {"func_path": "task_functions.add", "args": [n, n], "priority": n % 3}
+                for n in range(500)
+            ]
+            ids = await omniq.enqueue_many(items)
+            assert len(set(ids)) == 500
+            assert await woken.wait(5), "the batch did not notify"
+            stats = await omniq.stats()
+            assert stats["pending"] == 500
+            queue = AsyncTaskQueue(AsyncPostgresStorage(settings.dsn))
+            claimed = await queue.dequeue_many(500)
+            await queue.close()
+            # Claim order: priority first, then enqueue order (the batch's order).
+            expected = sorted(range(500), key=lambda n: (-(n % 3), n))
+            assert [task.id for task in claimed] == [ids[n] for n in expected]
+            assert [task.args for task in claimed[:2]] == [(2, 2), (5, 5)]
+    finally:
+        await listening.close()
 
 
 async def test_requeue_is_refused_when_a_holder_commits_during_it(settings: Settings) -> None:

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from omniq import AsyncOmniQ, Settings, StorageError, TaskStatus
 from omniq import _sqlite_ops as ops
 from omniq import _sqlite_sql as sql
+from omniq._concurrency import Event, ajoin, asleep, aspawn
 from omniq._sqlite_idle import IdleShortcut
-from omniq._concurrency import ajoin, asleep, aspawn
 from omniq.storage.sqlite import AsyncSQLiteStorage
 
 
@@ -162,7 +161,7 @@ async def test_an_enqueue_during_an_empty_claim_is_claimed_next(
     # the claim read "nothing pending": the claim must not remember "idle" over it.
     storage = AsyncSQLiteStorage(tmp_path / "db")
     facade = AsyncOmniQ(Settings(base_dir=tmp_path), storage=storage)
-    claim_read, enqueue_began = threading.Event(), threading.Event()
+    claim_read, enqueue_began = Event(), Event()  # set from the connection's thread
     real_claim, real_write_begins = ops.claim, IdleShortcut.write_begins
 
     def slow_claim(*args: object) -> object:

@@ -24,7 +24,7 @@ if BACKEND != "postgres":
 import psycopg
 
 from omniq import OmniQ, TaskQueue, Settings, TaskStatus
-from omniq._concurrency import join, sleep, spawn
+from omniq._concurrency import Event, join, sleep, spawn
 from omniq._postgres_sql import claim as claim_statement
 from omniq.exceptions import StorageError, TaskFailed
 from omniq.storage.postgres import PostgresStorage
@@ -299,6 +299,38 @@ def test_enqueue_many_keeps_the_first_of_each_key(settings: Settings) -> None:
         assert ids[0] != ids[1] and ids[2] == ids[0] and ids[3] == held
         stats = omniq.stats()
         assert stats["pending"] == 3
+
+
+def test_a_large_batch_is_stored_whole_in_order_and_wakes_another_connection(
+    settings: Settings,
+) -> None:
+    # 500 tasks without unique keys stream in with COPY (at least COPY_MIN), one transaction.
+    assert settings.dsn is not None
+    listening = PostgresStorage(settings.dsn)
+    woken = Event()
+    try:
+        listening.subscribe(woken.set)
+        assert woken.wait(10), "the listener did not connect"  # it wakes once on connect
+        woken.clear()
+        with OmniQ(settings) as omniq:
+            items = [
+                {"func_path": "task_functions.add", "args": [n, n], "priority": n % 3}
+                for n in range(500)
+            ]
+            ids = omniq.enqueue_many(items)
+            assert len(set(ids)) == 500
+            assert woken.wait(5), "the batch did not notify"
+            stats = omniq.stats()
+            assert stats["pending"] == 500
+            queue = TaskQueue(PostgresStorage(settings.dsn))
+            claimed = queue.dequeue_many(500)
+            queue.close()
+            # Claim order: priority first, then enqueue order (the batch's order).
+            expected = sorted(range(500), key=lambda n: (-(n % 3), n))
+            assert [task.id for task in claimed] == [ids[n] for n in expected]
+            assert [task.args for task in claimed[:2]] == [(2, 2), (5, 5)]
+    finally:
+        listening.close()
 
 
 def test_requeue_is_refused_when_a_holder_commits_during_it(settings: Settings) -> None:

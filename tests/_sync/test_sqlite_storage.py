@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ import pytest
 from omniq import OmniQ, Settings, StorageError, TaskStatus
 from omniq import _sqlite_ops as ops
 from omniq import _sqlite_sql as sql
+from omniq._concurrency import Event, join, sleep, spawn
 from omniq._sqlite_idle import IdleShortcut
-from omniq._concurrency import join, sleep, spawn
 from omniq.storage.sqlite import SQLiteStorage
 
 
@@ -163,7 +162,7 @@ def test_an_enqueue_during_an_empty_claim_is_claimed_next(
     # the claim read "nothing pending": the claim must not remember "idle" over it.
     storage = SQLiteStorage(tmp_path / "db")
     facade = OmniQ(Settings(base_dir=tmp_path), storage=storage)
-    claim_read, enqueue_began = threading.Event(), threading.Event()
+    claim_read, enqueue_began = Event(), Event()  # set from the connection's thread
     real_claim, real_write_begins = ops.claim, IdleShortcut.write_begins
 
     def slow_claim(*args: object) -> object:

@@ -173,6 +173,9 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             if row is None:
                 raise StorageError(f"unique key {record.unique_key!r} is held, but by no task")
             return [str(row[0])]
+        if len(records) >= sql.COPY_MIN and all(r.unique_key is None for r in records):
+            await self._copy_in(records)
+            return [record.id for record in records]
         arrays = sql.column_arrays(sql.first_of_each_key(records))
         async with self._connection("enqueue") as conn:
             params: dict[str, Any] = {**arrays, "channel": self._channel}
@@ -183,6 +186,14 @@ class AsyncPostgresStorage(AsyncBaseStorage):
             record.id if record.unique_key is None else holders[record.unique_key]
             for record in records
         ]
+
+    async def _copy_in(self, records: Sequence[TaskRecord]) -> None:
+        """Stream a batch without unique keys in with COPY, and the wake-up, in one transaction."""
+        async with self._connection("enqueue") as conn, conn.transaction():
+            async with conn.cursor() as cursor, cursor.copy(sql.COPY_IN) as copy:
+                for record in records:
+                    await copy.write_row(sql.record_row(record))
+            await conn.execute(sql.NOTIFY, (self._channel,))
 
     # ------------------------------------------------------------------ consuming
 
