@@ -523,7 +523,7 @@ class AsyncWorkerPool:
         """Record each outcome in a call of its own, after a batch the store refused.
 
         An outcome refused twice on its own, while others went through, is poison:
-        its task fails alone with the reason (``omniq._async.queue.unrecordable``).
+        its task fails alone with the reason (``omniq.outcomes.unrecordable``).
         Returns the back-off delay if the store still refuses everything.
         """
         kept: list[Outcome] = []
