@@ -32,8 +32,8 @@ from omniq._sync.duties import (
     LeaseRecovery,
     Pruner,
 )
-from omniq._sync.executor import Executor, InlineExecutor, TaskReleased, log_lost
-from omniq._sync.process_executor import ProcessExecutor
+from omniq._sync.executor import Executor, TaskReleased, log_lost
+from omniq._sync.pool_executor import make_executor
 from omniq._sync.queue import TaskQueue
 from omniq._sync.registry import WorkerRegistry
 from omniq._sync.scheduler import Scheduler
@@ -59,11 +59,10 @@ from omniq._validation import (
     normalize_retention,
     normalize_timeout,
     positive_int,
-    positive_mib,
     positive_number,
 )
 from omniq.blocking_storage import BlockingStorage
-from omniq.config import DEFAULT_KILL_GRACE, DEFAULT_RETENTION
+from omniq.config import DEFAULT_RETENTION
 from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
 from omniq.models import ErrorType, Task, TaskError
@@ -181,8 +180,18 @@ class WorkerPool:
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
         self.health_file = None if health_file is None else Path(health_file)
-        self.executor: Executor = self._make_executor(
-            processes, max_tasks_per_child, max_memory_per_child, kill_grace
+        self.executor: Executor = make_executor(
+            self.executor_kind,
+            queue.allow,
+            self.max_retries,
+            self.concurrency,
+            processes=processes,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            kill_grace=kill_grace,
+            lease_timeout=self.lease_timeout,
+            serializer=queue.serializer,
+            name=self.name,
         )
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
@@ -205,58 +214,6 @@ class WorkerPool:
         return (
             f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency}, "
             f"executor={self.executor_kind!r})"
-        )
-
-    def _make_executor(
-        self,
-        processes: int | None,
-        max_tasks_per_child: int | None,
-        max_memory_per_child: float | None,
-        kill_grace: float | None,
-    ) -> Executor:
-        """The executor ``executor=`` names, its options checked (``ValueError`` naming one)."""
-        given = {
-            "processes": processes,
-            "max_tasks_per_child": max_tasks_per_child,
-            "max_memory_per_child": max_memory_per_child,
-            "kill_grace": kill_grace,
-        }
-        if self.executor_kind == "inline":
-            stray = [name for name, value in given.items() if value is not None]
-            if stray:
-                raise ValueError(
-                    f"{', '.join(stray)} apply to executor='process' only; this pool's "
-                    "executor is 'inline'"
-                )
-            return InlineExecutor(self.queue.allow, self.max_retries)
-        processes = self.concurrency if processes is None else processes
-        if self.concurrency > processes:
-            raise ValueError(
-                f"concurrency ({self.concurrency}) may not exceed processes ({processes}) "
-                "with executor='process': each running task has a child process of its own"
-            )
-        return ProcessExecutor(
-            self.queue.allow,
-            self.max_retries,
-            processes=processes,
-            max_tasks_per_child=(
-                None
-                if max_tasks_per_child is None
-                else positive_int("max_tasks_per_child", max_tasks_per_child)
-            ),
-            max_memory_per_child=(
-                None
-                if max_memory_per_child is None
-                else positive_mib("max_memory_per_child", max_memory_per_child)
-            ),
-            kill_grace=(
-                DEFAULT_KILL_GRACE
-                if kill_grace is None
-                else non_negative_number("kill_grace", kill_grace)
-            ),
-            lease_timeout=self.lease_timeout,
-            serializer=self.queue.serializer,
-            name=self.name,
         )
 
     @property
