@@ -87,6 +87,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncPruner": "Pruner",
     "AsyncWorkerRegistry": "WorkerRegistry",
     "AsyncScheduler": "Scheduler",
+    "AsyncSettler": "Settler",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",

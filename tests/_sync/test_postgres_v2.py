@@ -447,8 +447,8 @@ def test_advances_from_many_connections_store_the_fire_once(settings: Settings) 
     for storage in storages:
         storage.open()
     storages[0].put_state("schedule", "hourly", "{}", time.time())
-    template = TaskQueue(storages[0])._new_record(
-        "task_functions.add", [1, 1], None, None, None, None, None, "default", 0, None
+    (template,) = TaskQueue(storages[0]).records_for(
+        [{"func_path": "task_functions.add", "args": [1, 1], "queue": "default", "priority": 0}]
     )
     won: list[bool] = []
 

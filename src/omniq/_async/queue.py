@@ -3,12 +3,14 @@
 The queue validates input at the call that made it, encodes arguments, applies
 the retry budget and backoff (:mod:`omniq.retry`), schedules the next run of
 interval tasks and recovers tasks whose worker died. The storage only persists.
+This module does the storage calls; the pure parts are shared by both twins:
+:mod:`omniq.enqueue_records` builds the records an enqueue stores, and
+:mod:`omniq.outcomes` plans what an outcome (or an expired lease) becomes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,58 +27,41 @@ from omniq._validation import (
     check_task_id,
     non_negative_int,
     normalize_age,
-    normalize_args,
-    normalize_eta,
-    normalize_interval,
-    normalize_kwargs,
     normalize_max_retries,
-    normalize_priority,
     normalize_queue,
     normalize_search,
-    normalize_timeout,
-    normalize_unique_key,
     positive_int,
     positive_number,
 )
 from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
+from omniq.enqueue_records import log_stored, new_record, records_for
 from omniq.exceptions import StorageError
-from omniq.history import append_history, failure_outcome, history_entry, stored_history
-from omniq.models import AttemptOutcome, ErrorType, Task, TaskError, TaskStatus, new_task_id
+from omniq.models import Task, TaskError, TaskStatus
+from omniq.outcomes import (
+    as_task_error,
+    log_outcome,
+    plan_outcome_safely,
+    recovery,
+    release_history,
+    undecodable,
+    unrecordable,
+    unrecoverable,
+)
 from omniq.records import (
     FINAL_STATUSES,
     STATUSES,
     Outcome,
     TaskFilter,
     TaskRecord,
-    Transition,
-    encode_error,
-    encode_payload,
     from_epoch,
     readable_task,
-    record_from_task,
     task_from_record,
 )
-from omniq.serialization import DEFAULT_SERIALIZER, Serializer, encode
-from omniq.tasks import declared_options, func_path_of
+from omniq.serialization import DEFAULT_SERIALIZER, Serializer
 
 DEFAULT_LEASE_TIMEOUT = 30.0
-_ENQUEUE_OPTIONS = frozenset(
-    (
-        "func_path",
-        "args",
-        "kwargs",
-        "eta",
-        "interval",
-        "max_retries",
-        "timeout",
-        "queue",
-        "priority",
-        "unique_key",
-    )
-)
 _RECOVERY_BATCH = 100
-DEFAULT_QUEUE = "default"
 PRUNE_BATCH = 1000  # tasks deleted per transaction by prune(): a short hold of the write lock
 FINAL_STATUS_VALUES = tuple(sorted(FINAL_STATUSES))
 
@@ -199,7 +184,7 @@ class AsyncTaskQueue:
         declared task's). Bad values raise ``ValueError``/``TypeError`` here, before
         anything is stored.
         """
-        record = self._new_record(
+        record = new_record(
             func_path,
             args,
             kwargs,
@@ -210,6 +195,10 @@ class AsyncTaskQueue:
             queue,
             priority,
             unique_key,
+            serializer=self.serializer,
+            default_max_retries=self.max_retries,
+            max_payload_bytes=self.max_payload_bytes,
+            allow=self.allow,
         )
         (task_id,) = await self._store([record])
         return task_id
@@ -233,107 +222,14 @@ class AsyncTaskQueue:
         (a schedule's fire: a path that vanished must fail its task in the worker,
         visibly, instead of stopping the schedule).
         """
-        records: list[TaskRecord] = []
-        for position, item in enumerate(items):
-            unknown = set(item) - _ENQUEUE_OPTIONS
-            if unknown or "func_path" not in item:
-                raise TypeError(
-                    f"enqueue_many item {position} must have 'func_path' and only "
-                    f"{sorted(_ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
-                )
-            records.append(
-                self._new_record(
-                    item["func_path"],
-                    item.get("args"),
-                    item.get("kwargs"),
-                    item.get("eta"),
-                    item.get("interval"),
-                    item.get("max_retries"),
-                    item.get("timeout"),
-                    item.get("queue"),
-                    item.get("priority"),
-                    item.get("unique_key"),
-                    check_paths,
-                )
-            )
-        return records
-
-    def _new_record(
-        self,
-        func_path: Callable[..., Any] | str,
-        args: Sequence[Any] | None,
-        kwargs: Mapping[str, Any] | None,
-        eta: dt.datetime | None,
-        interval: dt.timedelta | float | None,
-        max_retries: int | None,
-        timeout: float | None,
-        queue: str | None,
-        priority: int | None,
-        unique_key: str | None,
-        check_paths: bool = True,
-    ) -> TaskRecord:
-        """A validated, encoded PENDING record (the checks of :func:`create_task`).
-
-        Built directly, without a :class:`Task` in between: enqueue is a hot path.
-        Options left ``None`` take the declared task's (``@task(...)``), then the
-        queue's defaults.
-        """
-        target = func_path
-        func_path = func_path_of(target)
-        declared = declared_options(func_path)
-        queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
-        if priority is None:
-            priority = declared.priority if declared.priority is not None else 0
-        priority = normalize_priority(priority)
-        if max_retries is None:
-            max_retries = declared.max_retries
-        if timeout is None:
-            timeout = declared.timeout
-        unique_key = normalize_unique_key(unique_key)
-        budget = normalize_max_retries(self.max_retries if max_retries is None else max_retries)
-        seconds = normalize_timeout(timeout)
-        step = normalize_interval(interval)
-        moment = normalize_eta(eta)
-        payload = self._encode(func_path, normalize_args(args), normalize_kwargs(kwargs))
-        if check_paths and isinstance(target, str):  # last: it may import the function
-            self.allow.check_enqueue(func_path)
-        self.allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
-        now = time.time()
-        return TaskRecord(
-            id=new_task_id(),
-            func_path=func_path,
-            payload=payload,
-            status=TaskStatus.PENDING.value,
-            attempts=0,
-            max_retries=budget,
-            eta=now if moment is None else moment.timestamp(),
-            interval=None if step is None else step.total_seconds(),
-            timeout=seconds,
-            result=None,
-            error=None,
-            created_at=now,
-            updated_at=now,
-            correlation_id=omniq_logging.current_correlation_id(),
-            queue=queue,
-            priority=priority,
-            unique_key=unique_key,
+        return records_for(
+            items,
+            serializer=self.serializer,
+            default_max_retries=self.max_retries,
+            max_payload_bytes=self.max_payload_bytes,
+            allow=self.allow,
+            check_paths=check_paths,
         )
-
-    def _encode(self, func_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        try:
-            payload = encode_payload(self.serializer, args, kwargs)
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"cannot enqueue {func_path}: {error}") from None
-        limit = self.max_payload_bytes
-        if limit is not None and len(payload) * 4 > limit:  # UTF-8: at most 4 bytes a char
-            size = len(payload.encode("utf-8"))
-            if size > limit:
-                raise ValueError(
-                    f"cannot enqueue {func_path}: its arguments encode to {size} bytes, over "
-                    f"the limit of {limit} (Settings.max_payload_bytes); store big data "
-                    "elsewhere and pass a reference"
-                )
-        return payload
 
     async def _store(self, records: list[TaskRecord]) -> list[str]:
         """Add ``records``; return the id standing for each (a unique key's holder, or its own)."""
@@ -349,19 +245,7 @@ class AsyncTaskQueue:
                 omniq_logging.log_storage_error("enqueue", str(error))
                 raise StorageError(f"could not store the task: {error}") from error
             raise
-        stored = False
-        for record, task_id in zip(records, ids, strict=True):
-            correlation_id = record.correlation_id or record.id
-            if task_id == record.id:
-                stored = True
-                omniq_logging.log_task_enqueued(
-                    record.id, record.func_path, correlation_id=correlation_id
-                )
-            else:
-                omniq_logging.log_task_deduplicated(
-                    task_id, record.func_path, record.unique_key, correlation_id=correlation_id
-                )
-        if stored:
+        if log_stored(records, ids):
             self.notify()
         return ids
 
@@ -412,7 +296,7 @@ class AsyncTaskQueue:
         is still scheduled). Returns False when this attempt no longer holds the task.
         """
         task = await self._held_task(task_id, task)
-        outcome = Outcome(task, error=_as_task_error(error))
+        outcome = Outcome(task, error=as_task_error(error))
         return (await self.record_outcomes([outcome], default_max_retries))[0]
 
     async def record_outcomes(
@@ -449,8 +333,10 @@ class AsyncTaskQueue:
         held the task, and the claimed tasks (see :meth:`dequeue_many`).
         """
         now = time.time()
+        budget = self._default_budget(default_max_retries)
         planned = [
-            self._plan_safely(outcome, now, default_max_retries, worker) for outcome in outcomes
+            plan_outcome_safely(outcome, now, self.serializer, budget, worker)
+            for outcome in outcomes
         ]
         # Only a claimed attempt (RUNNING, with its token) can report an outcome.
         writable = [
@@ -471,7 +357,7 @@ class AsyncTaskQueue:
             held[position] = changed
         for outcome, (transition, error), changed in zip(outcomes, planned, held, strict=True):
             if changed:
-                self._log_outcome(outcome, transition, error, worker)
+                log_outcome(outcome, transition, error, worker)
         return held, await self._decode_claimed(records, now)
 
     async def fail_unrecordable(
@@ -485,7 +371,7 @@ class AsyncTaskQueue:
         task = outcome.task
         held = await self.storage.finish(task.id, task.attempt_token or "", transition)
         if held:
-            self._log_outcome(outcome, transition, error, worker)
+            log_outcome(outcome, transition, error, worker)
         return held
 
     async def _decode_claimed(self, records: Sequence[TaskRecord], now: float) -> list[Task]:
@@ -496,124 +382,9 @@ class AsyncTaskQueue:
                 tasks.append(task_from_record(record, self.serializer))
             except (ValueError, TypeError) as error:
                 omniq_logging.log_serialization_error("dequeue", str(error), task_id=record.id)
-                bad = TaskError(
-                    error_type=ErrorType.SERIALIZATION,
-                    message=f"the stored task cannot be decoded: {error}",
-                    is_retryable=False,
-                    retry_count=record.attempts if isinstance(record.attempts, int) else 0,
-                )
-                await self.storage.finish(
-                    record.id,
-                    record.attempt_token or "",
-                    Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(bad)),
-                )
+                failed = undecodable(record, now, error)
+                await self.storage.finish(record.id, record.attempt_token or "", failed)
         return tasks
-
-    def _plan_safely(
-        self,
-        outcome: Outcome,
-        now: float,
-        default_max_retries: int | None,
-        worker: str | None,
-    ) -> tuple[Transition, TaskError | None]:
-        """:meth:`_plan`, or, when planning itself fails, a plain failure of that task alone.
-
-        Validation keeps values in bounds, but a task stored by an older omniq or by
-        hand may still break the plan (its next interval run, its history): that task
-        fails with the reason, and the others of the batch are recorded as usual.
-        """
-        try:
-            return self._plan(outcome, now, default_max_retries, worker)
-        except Exception as failure:
-            omniq_logging.log_serialization_error(
-                "record outcome", f"{type(failure).__name__}: {failure}", task_id=outcome.task.id
-            )
-            return unrecordable(outcome, failure, now)
-
-    def _plan(
-        self,
-        outcome: Outcome,
-        now: float,
-        default_max_retries: int | None,
-        worker: str | None,
-    ) -> tuple[Transition, TaskError | None]:
-        """The transition an outcome leads to, and the error stored with it.
-
-        The transition carries the task's attempt history with this execution
-        appended, so the history is written with the outcome, in the same commit.
-        """
-        task = outcome.task
-        error = outcome.error
-        started = outcome.started_at
-        if error is None:
-            try:
-                encoded = encode(self.serializer, outcome.result, "the result")
-            except (TypeError, ValueError) as failure:
-                error = TaskError(
-                    error_type=ErrorType.SERIALIZATION,
-                    message=f"the task's result cannot be serialized: {failure}",
-                    is_retryable=False,
-                )
-            else:
-                entry = history_entry(
-                    task.attempts, worker, started, now, AttemptOutcome.COMPLETED, None
-                )
-                completed = Transition(
-                    status=TaskStatus.COMPLETED.value,
-                    now=now,
-                    result=encoded,
-                    successor=self._successor(task, now),
-                    history=append_history(stored_history(task.attempts_history), entry),
-                )
-                return completed, None
-        budget = self._budget(task, default_max_retries)
-        stored = dataclasses.replace(error, retry_count=task.attempts, max_retries=budget)
-        retried = stored.is_retryable and retry.should_retry(task.attempts, budget)
-        entry = history_entry(
-            task.attempts, worker, started, now, failure_outcome(stored, retried), stored
-        )
-        history = append_history(stored_history(task.attempts_history), entry)
-        if retried:
-            retry_transition = Transition(
-                status=TaskStatus.PENDING.value,
-                now=now,
-                error=encode_error(stored),
-                eta=now + retry.retry_delay(task.attempts),
-                history=history,
-            )
-            return retry_transition, stored
-        failed = Transition(
-            status=TaskStatus.FAILED.value,
-            now=now,
-            error=encode_error(stored),
-            successor=self._successor(task, now),
-            history=history,
-        )
-        return failed, stored
-
-    def _log_outcome(
-        self,
-        outcome: Outcome,
-        transition: Transition,
-        error: TaskError | None,
-        worker: str | None,
-    ) -> None:
-        task = outcome.task
-        extra: dict[str, Any] = {"correlation_id": task.correlation_id or task.id}
-        if worker is not None:
-            extra["worker"] = worker
-        if error is None:
-            if outcome.duration is not None:
-                extra["duration"] = round(outcome.duration, 6)
-            omniq_logging.log_task_completed(task.id, task.attempts, **extra)
-        else:
-            omniq_logging.log_task_failed(
-                task.id,
-                str(error),
-                will_retry=transition.status == TaskStatus.PENDING.value,
-                attempt=task.attempts,
-                **extra,
-            )
 
     async def release(
         self,
@@ -631,13 +402,8 @@ class AsyncTaskQueue:
         if task.attempt_token is None:
             return False
         now = time.time()
-        new_history = None
-        if started_at is not None:
-            entry = history_entry(
-                task.attempts, worker, started_at, now, AttemptOutcome.RELEASED, None
-            )
-            new_history = append_history(stored_history(task.attempts_history), entry)
-        released = await self.storage.release(task.id, task.attempt_token, now, new_history)
+        history = release_history(task, started_at, now, worker)
+        released = await self.storage.release(task.id, task.attempt_token, now, history)
         if released:
             self.notify()
         return released
@@ -680,12 +446,13 @@ class AsyncTaskQueue:
         self, record: TaskRecord, now: float, default_max_retries: int | None
     ) -> bool:
         """Recover or fail one expired task; whether the store applied it."""
+        budget = self._default_budget(default_max_retries)
         try:
-            transition = self._recovery(record, now, default_max_retries)
+            transition = recovery(record, now, budget)
         except MemoryError:
             raise
         except Exception as failure:  # a value no task has: the row is damaged
-            transition = _unrecoverable(record, now, f"its record cannot be read ({failure})")
+            transition = unrecoverable(record, now, f"its record cannot be read ({failure})")
         if transition.status == TaskStatus.FAILED.value and record.attempt_token is None:
             omniq_logging.log_serialization_error(
                 "recover", "a running task without an attempt token was failed", task_id=record.id
@@ -696,50 +463,6 @@ class AsyncTaskQueue:
         except (OSError, StorageError) as error:
             omniq_logging.log_storage_error("recover", str(error), task_id=record.id)
             return False
-
-    def _recovery(
-        self, record: TaskRecord, now: float, default_max_retries: int | None
-    ) -> Transition:
-        """The transition that recovers one expired task (``expired_before`` guards it)."""
-        if record.attempt_token is None:
-            return _unrecoverable(
-                record,
-                now,
-                "it was running without an attempt token, so no worker can hold it "
-                "(a damaged or foreign record)",
-            )
-        budget = record.max_retries
-        if budget is None:
-            budget = self.max_retries if default_max_retries is None else default_max_retries
-        lost = TaskError(
-            error_type=ErrorType.WORKER_LOST,
-            message="the worker running this task stopped before finishing it (its lease ran out)",
-            retry_count=record.attempts,
-            max_retries=budget,
-        )
-        entry = history_entry(
-            record.attempts, record.worker, record.started_at, now, AttemptOutcome.LOST, lost
-        )
-        history = append_history(record.history, entry)
-        # expired_before: if the holder renews its lease meanwhile, it is alive.
-        # Its own eta (already past) puts it back at its place in line, ahead of
-        # the backlog that queued up behind it, not at the back.
-        if retry.should_retry(record.attempts, budget):
-            return Transition(
-                status=TaskStatus.PENDING.value,
-                now=now,
-                error=encode_error(lost),
-                eta=min(record.eta, now),
-                expired_before=now,
-                history=history,
-            )
-        return Transition(
-            status=TaskStatus.FAILED.value,
-            now=now,
-            error=encode_error(lost),
-            expired_before=now,
-            history=history,
-        )
 
     # ------------------------------------------------------------------ inspecting
 
@@ -884,78 +607,6 @@ class AsyncTaskQueue:
             raise ValueError(f"task_id {task_id!r} does not match the task's id {task.id!r}")
         return task
 
-    def _budget(self, task: Task, default_max_retries: int | None) -> int:
-        if task.max_retries is not None:
-            return task.max_retries
+    def _default_budget(self, default_max_retries: int | None) -> int:
+        """The execution budget of a task stored without one (the caller's, or the queue's)."""
         return self.max_retries if default_max_retries is None else default_max_retries
-
-    def _successor(self, task: Task, now: float) -> TaskRecord | None:
-        """The next run of an interval task, due one interval after this run was due.
-
-        Slots missed while no worker ran are skipped, not replayed.
-        """
-        if task.interval is None:
-            return None
-        step = task.interval.total_seconds()
-        due = task.eta.timestamp() + step
-        if due <= now:
-            due += step * (int((now - due) // step) + 1)
-        moment = dt.datetime.fromtimestamp(due, dt.timezone.utc)
-        successor = dataclasses.replace(
-            task,
-            id=new_task_id(),
-            status=TaskStatus.PENDING,
-            attempts=0,
-            eta=moment,
-            result=None,
-            error=None,
-            created_at=dt.datetime.fromtimestamp(now, dt.timezone.utc),
-            updated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc),
-            started_at=None,
-            finished_at=None,
-            lease_until=None,
-            attempt_token=None,
-            parent_id=task.id,
-            attempts_history=[],
-            worker=None,
-        )
-        return record_from_task(successor, self.serializer)
-
-
-def _unrecoverable(record: TaskRecord, now: float, why: str) -> Transition:
-    """The failure of an expired RUNNING row that lease recovery cannot put back."""
-    attempts = record.attempts if type(record.attempts) is int else 0
-    error = TaskError(
-        error_type=ErrorType.SERIALIZATION,
-        message=f"lease recovery failed this task: {why}",
-        is_retryable=False,
-        retry_count=attempts,
-    )
-    return Transition(
-        status=TaskStatus.FAILED.value, now=now, error=encode_error(error), expired_before=now
-    )
-
-
-def unrecordable(
-    outcome: Outcome, failure: BaseException, now: float
-) -> tuple[Transition, TaskError]:
-    """The transition that fails a task whose outcome cannot be recorded as it is.
-
-    No result, no next run, no new history entry: only what surely can be stored.
-    """
-    error = TaskError(
-        error_type=ErrorType.SERIALIZATION,
-        message=f"omniq could not record this execution's outcome: "
-        f"{type(failure).__name__}: {failure}",
-        is_retryable=False,
-        retry_count=outcome.task.attempts,
-    )
-    return Transition(status=TaskStatus.FAILED.value, now=now, error=encode_error(error)), error
-
-
-def _as_task_error(error: str | BaseException | TaskError) -> TaskError:
-    if isinstance(error, TaskError):
-        return error
-    if isinstance(error, BaseException):
-        return TaskError.from_exception(error)
-    return TaskError(error_type=ErrorType.RUNTIME, message=str(error))

@@ -2,8 +2,9 @@
 
 One dispatcher loop claims tasks in batches (up to the free slots), hands each to
 the pool's executor on its own unit of concurrency (an asyncio task here, a thread
-in the blocking twin), records outcomes together with the next claim, and sleeps
-on an event that a finishing task, a same-process enqueue or ``stop()`` sets.
+in the blocking twin), records outcomes together with the next claim (backing off
+while the store fails, see ``omniq._async.settling``), and sleeps on an event that a
+finishing task, a same-process enqueue or ``stop()`` sets.
 Background duties (lease renewal, recovery of dead workers' tasks, pruning of old
 history) run beside it as supervised loops of their own (``omniq._async.duties``).
 Both twins run coroutine functions and plain functions (see ``omniq._concurrency``).
@@ -30,13 +31,13 @@ from omniq._async.duties import (
     AsyncLeaseRecovery,
     AsyncPruner,
 )
-from omniq._async.executor import AsyncExecutor, AsyncInlineExecutor, TaskReleased, log_lost
-from omniq._async.process_executor import AsyncProcessExecutor
+from omniq._async.executor import AsyncExecutor, TaskReleased, log_lost
+from omniq._async.pool_executor import make_executor
 from omniq._async.queue import AsyncTaskQueue
 from omniq._async.registry import AsyncWorkerRegistry
 from omniq._async.scheduler import AsyncScheduler
+from omniq._async.settling import AsyncSettler
 from omniq._async.storage.base import AsyncBaseStorage
-from omniq._backoff import Backoff, FailureReport
 from omniq._concurrency import (
     AsyncCancelled,
     AsyncEvent,
@@ -57,11 +58,10 @@ from omniq._validation import (
     normalize_retention,
     normalize_timeout,
     positive_int,
-    positive_mib,
     positive_number,
 )
 from omniq.blocking_storage import BlockingStorage
-from omniq.config import DEFAULT_KILL_GRACE, DEFAULT_RETENTION
+from omniq.config import DEFAULT_RETENTION
 from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
 from omniq.models import ErrorType, Task, TaskError
@@ -70,7 +70,6 @@ from omniq.serialization import Serializer
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 4
-_STORE_BACKOFF_CAP = 5.0  # longest wait between two tries of a failing store
 # After a stopped executor: how long its runs get to come back (they do at once;
 # generous for a busy machine).
 _STOPPED_RUNS_WAIT = 30.0
@@ -180,8 +179,18 @@ class AsyncWorkerPool:
             raise TypeError(f"schedules must be True or False, got {schedules!r}")
         self.schedules = schedules
         self.health_file = None if health_file is None else Path(health_file)
-        self.executor: AsyncExecutor = self._make_executor(
-            processes, max_tasks_per_child, max_memory_per_child, kill_grace
+        self.executor: AsyncExecutor = make_executor(
+            self.executor_kind,
+            queue.allow,
+            self.max_retries,
+            self.concurrency,
+            processes=processes,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            kill_grace=kill_grace,
+            lease_timeout=self.lease_timeout,
+            serializer=queue.serializer,
+            name=self.name,
         )
         self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
         self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
@@ -190,10 +199,9 @@ class AsyncWorkerPool:
         self._guard = AsyncThreadGuard()
         self._wake: AsyncEvent | None = None
         self._duties = AsyncDuties(self.name)
-        self._store_backoff = Backoff(first=0.05, cap=_STORE_BACKOFF_CAP)
-        self._store_report = FailureReport("finish_and_claim", worker=self.name)
-        self._settle_alone = False  # after a refused batch: record outcomes one by one
-        self._refused: dict[str, int] = {}  # task id -> times its outcome alone was refused
+        self._settler = AsyncSettler(
+            queue, self.name, self.lease_timeout, self.max_retries, self.queues, self._recorded
+        )
         self._started = False
         self._stopping = False
         self._aborting = False
@@ -205,58 +213,6 @@ class AsyncWorkerPool:
         return (
             f"{type(self).__name__}(name={self.name!r}, concurrency={self.concurrency}, "
             f"executor={self.executor_kind!r})"
-        )
-
-    def _make_executor(
-        self,
-        processes: int | None,
-        max_tasks_per_child: int | None,
-        max_memory_per_child: float | None,
-        kill_grace: float | None,
-    ) -> AsyncExecutor:
-        """The executor ``executor=`` names, its options checked (``ValueError`` naming one)."""
-        given = {
-            "processes": processes,
-            "max_tasks_per_child": max_tasks_per_child,
-            "max_memory_per_child": max_memory_per_child,
-            "kill_grace": kill_grace,
-        }
-        if self.executor_kind == "inline":
-            stray = [name for name, value in given.items() if value is not None]
-            if stray:
-                raise ValueError(
-                    f"{', '.join(stray)} apply to executor='process' only; this pool's "
-                    "executor is 'inline'"
-                )
-            return AsyncInlineExecutor(self.queue.allow, self.max_retries)
-        processes = self.concurrency if processes is None else processes
-        if self.concurrency > processes:
-            raise ValueError(
-                f"concurrency ({self.concurrency}) may not exceed processes ({processes}) "
-                "with executor='process': each running task has a child process of its own"
-            )
-        return AsyncProcessExecutor(
-            self.queue.allow,
-            self.max_retries,
-            processes=processes,
-            max_tasks_per_child=(
-                None
-                if max_tasks_per_child is None
-                else positive_int("max_tasks_per_child", max_tasks_per_child)
-            ),
-            max_memory_per_child=(
-                None
-                if max_memory_per_child is None
-                else positive_mib("max_memory_per_child", max_memory_per_child)
-            ),
-            kill_grace=(
-                DEFAULT_KILL_GRACE
-                if kill_grace is None
-                else non_negative_number("kill_grace", kill_grace)
-            ),
-            lease_timeout=self.lease_timeout,
-            serializer=self.queue.serializer,
-            name=self.name,
         )
 
     @property
@@ -312,7 +268,7 @@ class AsyncWorkerPool:
             # Not fatal: a store that cannot be opened now (a read-only or full disk, a
             # server down) is opened by the next call; the pool retries with back-off
             # and serves as soon as it is back.
-            self._store_report.failed(error, self._store_backoff.failed())
+            self._settler.failed(error)
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
         self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
@@ -481,88 +437,24 @@ class AsyncWorkerPool:
             outcomes, self._finished = self._finished, []
         if not outcomes and wanted <= 0:
             return 0, None
-        if self._settle_alone and outcomes:
-            return 0, await self._settle_one_by_one(outcomes)
-        try:
-            held, tasks = await self.queue.settle_and_claim(
-                outcomes, wanted, self.lease_timeout, self.max_retries, self.name, self.queues
-            )
-        except AsyncCancelled:
-            raise
-        except Exception as error:  # a busy or broken store: log, back off, try again
-            with self._guard:
-                self._finished[:0] = outcomes
-            # One outcome the store refuses must not hold back the others forever:
-            # the next try records them one by one, and fails a refused one alone.
-            self._settle_alone = bool(outcomes)
-            retry_in = self._store_backoff.failed()
-            self._store_report.failed(error, retry_in)
-            return 0, retry_in
-        self._store_backoff.succeeded()
-        self._store_report.succeeded()
-        self._recorded(outcomes, held)
+        settled = await self._settler.settle(outcomes, wanted)
         with self._guard:
-            for task in tasks:
+            self._finished[:0] = settled.unrecorded
+            for task in settled.claimed:
                 self._inflight[task.id] = _Claimed(task)
                 self._ready.append(task)
-        return len(tasks), None
+        return len(settled.claimed), settled.retry_in
 
     def _recorded(self, outcomes: Sequence[Outcome], held: Sequence[bool]) -> None:
         """Forget recorded outcomes' tasks; say which attempts had lost their task."""
         with self._guard:
             for outcome in outcomes:
                 self._inflight.pop(outcome.task.id, None)
-                self._refused.pop(outcome.task.id, None)
             self._processed += len(outcomes)
             self._failed += sum(1 for outcome in outcomes if outcome.error is not None)
         for outcome, kept in zip(outcomes, held, strict=True):
             if not kept:
                 log_lost(self.name, outcome.task)
-
-    async def _settle_one_by_one(self, outcomes: list[Outcome]) -> float | None:
-        """Record each outcome in a call of its own, after a batch the store refused.
-
-        An outcome refused twice on its own, while others went through, is poison:
-        its task fails alone with the reason (``omniq._async.queue.unrecordable``).
-        Returns the back-off delay if the store still refuses everything.
-        """
-        kept: list[Outcome] = []
-        error: Exception | None = None
-        for outcome in outcomes:
-            try:
-                held = await self.queue.record_outcomes([outcome], self.max_retries, self.name)
-            except AsyncCancelled:
-                raise
-            except Exception as failure:
-                error = failure
-                refusals = self._refused.get(outcome.task.id, 0) + 1
-                self._refused[outcome.task.id] = refusals
-                if refusals < 2 or not await self._fail_alone(outcome, failure):
-                    kept.append(outcome)
-                continue
-            self._recorded([outcome], held)
-        with self._guard:
-            self._finished[:0] = kept
-        if not kept:
-            self._settle_alone = False
-        if error is None or len(kept) < len(outcomes):
-            self._store_backoff.succeeded()
-            self._store_report.succeeded()
-            return None
-        retry_in = self._store_backoff.failed()
-        self._store_report.failed(error, retry_in)
-        return retry_in
-
-    async def _fail_alone(self, outcome: Outcome, failure: Exception) -> bool:
-        """Fail one task whose outcome the store refuses; False if that fails too."""
-        try:
-            held = await self.queue.fail_unrecordable(outcome, failure, self.name)
-        except AsyncCancelled:
-            raise
-        except Exception:
-            return False
-        self._recorded([outcome], [held])
-        return True
 
     async def _renew_stale_ready(self) -> None:
         """Renew the leases of ready tasks claimed over half a lease ago, before they start.

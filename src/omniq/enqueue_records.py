@@ -1,0 +1,203 @@
+"""The records an enqueue stores: ``enqueue`` arguments checked, encoded, made PENDING.
+
+Pure, shared by both twins: nothing here touches a store. The queue passes its own
+settings (serializer, default budget, payload limit, allow-list) with each call, so a
+record is built exactly as :func:`omniq.tasks.create_task` would check it, without a
+:class:`~omniq.models.Task` in between (enqueue is a hot path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from omniq import logging as omniq_logging
+from omniq._validation import (
+    normalize_args,
+    normalize_eta,
+    normalize_interval,
+    normalize_kwargs,
+    normalize_max_retries,
+    normalize_priority,
+    normalize_queue,
+    normalize_timeout,
+    normalize_unique_key,
+)
+from omniq.allowlist import AllowList
+from omniq.models import TaskStatus, new_task_id
+from omniq.records import TaskRecord, encode_payload
+from omniq.serialization import Serializer
+from omniq.task_context import DEFAULT_QUEUE
+from omniq.tasks import declared_options, func_path_of
+
+ENQUEUE_OPTIONS = frozenset(
+    (
+        "func_path",
+        "args",
+        "kwargs",
+        "eta",
+        "interval",
+        "max_retries",
+        "timeout",
+        "queue",
+        "priority",
+        "unique_key",
+    )
+)
+"""The keys an ``enqueue_many`` item may have: ``enqueue``'s arguments."""
+
+
+def records_for(
+    items: Iterable[Mapping[str, Any]],
+    *,
+    serializer: Serializer,
+    default_max_retries: int,
+    max_payload_bytes: int | None,
+    allow: AllowList,
+    check_paths: bool = True,
+) -> list[TaskRecord]:
+    """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`)."""
+    records: list[TaskRecord] = []
+    for position, item in enumerate(items):
+        unknown = set(item) - ENQUEUE_OPTIONS
+        if unknown or "func_path" not in item:
+            raise TypeError(
+                f"enqueue_many item {position} must have 'func_path' and only "
+                f"{sorted(ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
+            )
+        records.append(
+            new_record(
+                item["func_path"],
+                item.get("args"),
+                item.get("kwargs"),
+                item.get("eta"),
+                item.get("interval"),
+                item.get("max_retries"),
+                item.get("timeout"),
+                item.get("queue"),
+                item.get("priority"),
+                item.get("unique_key"),
+                serializer=serializer,
+                default_max_retries=default_max_retries,
+                max_payload_bytes=max_payload_bytes,
+                allow=allow,
+                check_paths=check_paths,
+            )
+        )
+    return records
+
+
+def new_record(
+    func_path: Callable[..., Any] | str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    eta: dt.datetime | None,
+    interval: dt.timedelta | float | None,
+    max_retries: int | None,
+    timeout: float | None,
+    queue: str | None,
+    priority: int | None,
+    unique_key: str | None,
+    *,
+    serializer: Serializer,
+    default_max_retries: int,
+    max_payload_bytes: int | None,
+    allow: AllowList,
+    check_paths: bool = True,
+) -> TaskRecord:
+    """A validated, encoded PENDING record (the checks of :func:`create_task`).
+
+    Options left ``None`` take the declared task's (``@task(...)``), then the
+    queue's defaults (``default_max_retries``, the ``"default"`` queue, priority 0).
+    ``check_paths=False`` skips the producer's allow-list check of a string path;
+    the path is recorded in ``allow`` as enqueued either way.
+    """
+    target = func_path
+    func_path = func_path_of(target)
+    declared = declared_options(func_path)
+    queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
+    if priority is None:
+        priority = declared.priority if declared.priority is not None else 0
+    priority = normalize_priority(priority)
+    if max_retries is None:
+        max_retries = declared.max_retries
+    if timeout is None:
+        timeout = declared.timeout
+    unique_key = normalize_unique_key(unique_key)
+    budget = normalize_max_retries(default_max_retries if max_retries is None else max_retries)
+    seconds = normalize_timeout(timeout)
+    step = normalize_interval(interval)
+    moment = normalize_eta(eta)
+    payload = encode_arguments(
+        func_path, normalize_args(args), normalize_kwargs(kwargs), serializer, max_payload_bytes
+    )
+    if check_paths and isinstance(target, str):  # last: it may import the function
+        allow.check_enqueue(func_path)
+    allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
+    now = time.time()
+    return TaskRecord(
+        id=new_task_id(),
+        func_path=func_path,
+        payload=payload,
+        status=TaskStatus.PENDING.value,
+        attempts=0,
+        max_retries=budget,
+        eta=now if moment is None else moment.timestamp(),
+        interval=None if step is None else step.total_seconds(),
+        timeout=seconds,
+        result=None,
+        error=None,
+        created_at=now,
+        updated_at=now,
+        correlation_id=omniq_logging.current_correlation_id(),
+        queue=queue,
+        priority=priority,
+        unique_key=unique_key,
+    )
+
+
+def encode_arguments(
+    func_path: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    serializer: Serializer,
+    max_payload_bytes: int | None,
+) -> str:
+    """A task's encoded payload; ``TypeError``/``ValueError`` naming the task if it cannot be,
+    or if it is over ``max_payload_bytes``."""
+    try:
+        payload = encode_payload(serializer, args, kwargs)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"cannot enqueue {func_path}: {error}") from None
+    limit = max_payload_bytes
+    if limit is not None and len(payload) * 4 > limit:  # UTF-8: at most 4 bytes a char
+        size = len(payload.encode("utf-8"))
+        if size > limit:
+            raise ValueError(
+                f"cannot enqueue {func_path}: its arguments encode to {size} bytes, over "
+                f"the limit of {limit} (Settings.max_payload_bytes); store big data "
+                "elsewhere and pass a reference"
+            )
+    return payload
+
+
+def log_stored(records: Sequence[TaskRecord], ids: Sequence[str]) -> bool:
+    """Log each record as enqueued, or as deduplicated when ``ids`` names another task.
+
+    ``ids`` are the store's answer, one per record; returns whether any record was stored.
+    """
+    stored = False
+    for record, task_id in zip(records, ids, strict=True):
+        correlation_id = record.correlation_id or record.id
+        if task_id == record.id:
+            stored = True
+            omniq_logging.log_task_enqueued(
+                record.id, record.func_path, correlation_id=correlation_id
+            )
+        else:
+            omniq_logging.log_task_deduplicated(
+                task_id, record.func_path, record.unique_key, correlation_id=correlation_id
+            )
+    return stored
