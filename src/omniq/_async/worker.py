@@ -60,6 +60,7 @@ from omniq._validation import (
     positive_int,
     positive_number,
 )
+from omniq.batching import Batching
 from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
 from omniq.exceptions import StorageError
@@ -95,9 +96,10 @@ class AsyncWorkerPool:
     * ``default_timeout``: seconds a task may run when it has no timeout of its own.
     * ``lease_timeout``: how long a claim holds a task without a heartbeat.
     * ``shutdown_timeout``: grace period for running tasks when the pool stops.
-    * ``prefetch``: claimed tasks kept ready beyond those running (default:
-      ``concurrency``), so fast tasks are claimed in batches; ``0`` for long tasks
-      that other workers should rather take.
+    * ``prefetch``: claimed tasks kept ready beyond those running, so fast tasks are
+      claimed and recorded in batches (default: adaptive, from ``concurrency`` for
+      slow tasks up to 8 times that for tasks of a millisecond; see
+      ``omniq.batching``); ``0`` for long tasks that other workers should rather take.
     * ``handle_signals``: stop gracefully on SIGINT/SIGTERM (a second signal stops
       at once) while ``process_tasks`` runs in the main thread.
     * ``name``: the pool's name in logs and in the attempt history.
@@ -162,9 +164,9 @@ class AsyncWorkerPool:
         if concurrency is None:
             concurrency = DEFAULT_CONCURRENCY if processes is None else processes
         self.concurrency = positive_int("concurrency", concurrency)
-        self.prefetch = (
-            self.concurrency if prefetch is None else non_negative_int("prefetch", prefetch)
-        )
+        fixed_prefetch = None if prefetch is None else non_negative_int("prefetch", prefetch)
+        self._batching = Batching(self.concurrency, fixed_prefetch)
+        self.prefetch = self.concurrency if fixed_prefetch is None else fixed_prefetch
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
@@ -394,11 +396,15 @@ class AsyncWorkerPool:
                 # finishing task is replaced at once and claims come in batches.
                 with self._guard:  # finished tasks leave in the same call
                     held = len(self._inflight) - len(self._finished)
-                wanted = self.concurrency + self.prefetch - held
+                    wanted = self.concurrency + self._batching.prefetch() - held
                 if limit is not None:
                     wanted = min(wanted, limit - claimed)
                 wanted = max(wanted, 0)
             self._start_ready()  # slots freed by finished tasks: no need to wait for the write
+            delay = self._write_delay() if may_claim else None
+            if delay is not None:  # every slot is busy: let the batch fill
+                await self._wake.wait(delay)
+                continue
             got, failed_for = await self._settle_and_claim(wanted)
             claimed += got
             await self._renew_stale_ready()
@@ -435,6 +441,7 @@ class AsyncWorkerPool:
         """
         with self._guard:
             outcomes, self._finished = self._finished, []
+            self._batching.written()
         if not outcomes and wanted <= 0:
             return 0, None
         settled = await self._settler.settle(outcomes, wanted)
@@ -444,6 +451,11 @@ class AsyncWorkerPool:
                 self._inflight[task.id] = _Claimed(task)
                 self._ready.append(task)
         return len(settled.claimed), settled.retry_in
+
+    def _write_delay(self) -> float | None:
+        """How long the unwritten outcomes may wait for more (see ``omniq.batching``)."""
+        with self._guard:
+            return self._batching.delay(len(self._finished), len(self._ready), time.monotonic())
 
     def _recorded(self, outcomes: Sequence[Outcome], held: Sequence[bool]) -> None:
         """Forget recorded outcomes' tasks; say which attempts had lost their task."""
@@ -601,6 +613,7 @@ class AsyncWorkerPool:
         with self._guard:
             self._running -= 1
             self._finished.append(outcome)
+            self._batching.finished(outcome.duration, time.monotonic())
         if self._wake is not None:
             self._wake.set()
 
