@@ -30,7 +30,7 @@ from omniq.models import TaskStatus, new_task_id
 from omniq.records import TaskRecord, encode_payload
 from omniq.serialization import Serializer
 from omniq.task_context import DEFAULT_QUEUE
-from omniq.tasks import declared_options, func_path_of
+from omniq.tasks import TaskOptions, declared_options, func_path_of
 
 ENQUEUE_OPTIONS = frozenset(
     (
@@ -60,8 +60,10 @@ def records_for(
 ) -> list[TaskRecord]:
     """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`)."""
     records: list[TaskRecord] = []
+    # The function of each distinct target is resolved and checked once per batch.
+    resolved: dict[object, tuple[str, TaskOptions]] = {}
     for position, item in enumerate(items):
-        unknown = set(item) - ENQUEUE_OPTIONS
+        unknown = item.keys() - ENQUEUE_OPTIONS
         if unknown or "func_path" not in item:
             raise TypeError(
                 f"enqueue_many item {position} must have 'func_path' and only "
@@ -84,6 +86,7 @@ def records_for(
                 max_payload_bytes=max_payload_bytes,
                 allow=allow,
                 check_paths=check_paths,
+                resolved=resolved,
             )
         )
     return records
@@ -106,17 +109,28 @@ def new_record(
     max_payload_bytes: int | None,
     allow: AllowList,
     check_paths: bool = True,
+    resolved: dict[object, tuple[str, TaskOptions]] | None = None,
 ) -> TaskRecord:
     """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
     Options left ``None`` take the declared task's (``@task(...)``), then the
     queue's defaults (``default_max_retries``, the ``"default"`` queue, priority 0).
     ``check_paths=False`` skips the producer's allow-list check of a string path;
-    the path is recorded in ``allow`` as enqueued either way.
+    the path is recorded in ``allow`` as enqueued either way. ``resolved`` (a batch's)
+    remembers targets already resolved and checked.
     """
     target = func_path
-    func_path = func_path_of(target)
-    declared = declared_options(func_path)
+    known = None
+    if resolved is not None:
+        try:
+            known = resolved.get(target)
+        except TypeError:  # an unhashable callable: resolved on its own
+            resolved = None
+    if known is None:
+        func_path = func_path_of(target)
+        declared = declared_options(func_path)
+    else:
+        func_path, declared = known
     queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
     if priority is None:
         priority = declared.priority if declared.priority is not None else 0
@@ -133,9 +147,12 @@ def new_record(
     payload = encode_arguments(
         func_path, normalize_args(args), normalize_kwargs(kwargs), serializer, max_payload_bytes
     )
-    if check_paths and isinstance(target, str):  # last: it may import the function
-        allow.check_enqueue(func_path)
-    allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
+    if known is None:
+        if check_paths and isinstance(target, str):  # last: it may import the function
+            allow.check_enqueue(func_path)
+        allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
+        if resolved is not None:
+            resolved[target] = (func_path, declared)
     now = time.time()
     return TaskRecord(
         id=new_task_id(),

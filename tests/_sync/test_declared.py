@@ -123,6 +123,36 @@ def test_a_producer_with_task_modules_refuses_a_typo_at_enqueue(
     producer.close()
 
 
+def test_a_batch_resolves_each_function_once_and_keeps_each_items_options(
+    settings: Settings,
+) -> None:
+    producer = OmniQ(settings.replace(task_modules=("task_functions",)))
+    ids = producer.enqueue_many(
+        [
+            {"func_path": send_email, "args": ["a@b.c"]},
+            {"func_path": "task_functions.add", "args": [1, 2]},
+            {"func_path": send_email, "args": ["d@e.f"], "priority": -1},
+            {"func_path": "task_functions.add", "args": [3, 4], "queue": "math"},
+        ]
+    )
+    tasks = [producer.get_task(task_id) for task_id in ids]
+    assert [(t["func_path"], t["queue"], t["priority"]) for t in tasks if t] == [
+        ("declared_tasks.send_email", "emails", 5),
+        ("task_functions.add", "default", 0),
+        ("declared_tasks.send_email", "emails", -1),
+        ("task_functions.add", "math", 0),
+    ]
+    # A refused path late in a batch stores none of it, though earlier items of that
+    # function were already resolved.
+    with pytest.raises(ValueError, match=r"os\.system"):
+        producer.enqueue_many(
+            [{"func_path": "task_functions.add", "args": [1, 1]}] * 3
+            + [{"func_path": "os.system", "args": ["true"]}]
+        )
+    assert (producer.stats())["total"] == 4
+    producer.close()
+
+
 # ---------------------------------------------------------------------- task context
 
 
