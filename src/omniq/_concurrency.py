@@ -405,6 +405,9 @@ def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+_PLAIN_RESULTS = frozenset((type(None), str, int, float, bool, list, dict, tuple))
+
+
 def run_callable(
     fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float | None
 ) -> Any:
@@ -422,6 +425,8 @@ def run_callable(
         result = fn(*args, **kwargs)
     else:
         result = _call_with_thread_timeout(fn, args, kwargs, timeout)
+    if type(result) in _PLAIN_RESULTS:  # most results: no need to ask if it is awaitable
+        return result
     if inspect.isawaitable(result):
         return asyncio.run(_await_with_timeout(result, timeout))
     return result

@@ -197,6 +197,8 @@ def encode(serializer: Serializer, obj: Any, what: str = "the value") -> str:
     text holding a lone surrogate, whichever codec produced it. ``what`` names
     the value in the message.
     """
+    if obj is None and type(serializer) is JsonSerializer:
+        return "null"  # the result of most tasks: no walk, no encoder
     try:
         text = serializer.dumps(obj)
     except RecursionError:
