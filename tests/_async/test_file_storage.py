@@ -8,6 +8,7 @@ says; the contract suite covers the rest with ``OMNIQ_TEST_BACKEND=file``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -163,10 +164,17 @@ async def test_file_names_sort_in_claim_order(root: Path) -> None:
     assert claimed == expected
 
 
-async def test_a_task_is_due_at_its_exact_eta_never_a_moment_before(root: Path) -> None:
+@pytest.mark.parametrize("eta", ["now", 1900000000.000049])
+async def test_a_task_is_due_at_its_exact_eta_never_a_moment_before(
+    root: Path, eta: str | float
+) -> None:
     # Names hold the eta in microseconds: within its microsecond the exact eta decides.
+    # 1900000000.000049: one float below it, times 1e6, rounds up to the microsecond
+    # the name holds, so only the record's exact eta can tell that it is not due yet.
     storage = AsyncFileStorage(root, durability="fast")
     record = new_record(past(-60))
+    if not isinstance(eta, str):
+        record = dataclasses.replace(record, eta=eta, created_at=eta - 1, updated_at=eta - 1)
     await storage.add([record])
     just_before = math.nextafter(record.eta, 0.0)
     assert await storage.claim(just_before, just_before + 30, 1) == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -157,7 +156,8 @@ def test_malformed_task_ids_are_refused_before_the_store(
 
 
 @pytest.mark.parametrize(
-    "task_id", ["no-such-task", "x" * 255, str(uuid.uuid4()), "t\u00e2che \U0001f600"]
+    "task_id",
+    ["no-such-task", "x" * 255, "9b2f6c1e-4d3a-4f5b-8c7d-0e1f2a3b4c5d", "t\u00e2che \U0001f600"],
 )
 def test_well_formed_unknown_ids_are_simply_not_found(
     omniq: OmniQ, task_id: str

@@ -178,7 +178,6 @@ class Disk(Layout, Inspect):
         ``now`` by their name, but, by their exact eta, a moment after ``now``.
         """
         lease_ns = int(lease_until * 1_000_000_000)
-        sure = names.sure_key(now)
         claimed: list[tuple[TaskRecord, Path]] = []
         returned: list[tuple[str, str]] = []
         touched: set[Path] = set()
@@ -197,7 +196,9 @@ class Disk(Layout, Inspect):
             touched.update((src.parent, running))
             try:
                 record, _, info = names.load(dst, task_id)
-                if name[names.ETA_AT] > sure and not record.eta <= now:
+                # The exact eta decides: the name's microsecond is rounded, and in float
+                # arithmetic even a name "surely" due can hold an eta a moment after now.
+                if not record.eta <= now:
                     os.rename(dst, src)  # not due yet after all: back in its place
                     returned.append((queue, name))
                     continue

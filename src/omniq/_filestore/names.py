@@ -95,15 +95,10 @@ def pending_id(name: str) -> str:
 def due_key(now: float) -> str:
     """The eta field up to which a name may be due at ``now`` (its microsecond, rounded up).
 
-    A name's eta is rounded up, so a name at or below :func:`sure_key` is due; one
-    in the microsecond between the two is due only if its exact eta says so.
+    A name's eta is rounded up, so a name above it is not due; one at or below it is
+    due if its record's exact eta says so (the claim reads the record it wins).
     """
     return f"{_key(now, math.ceil):0{WIDTH}d}"
-
-
-def sure_key(now: float) -> str:
-    """The eta field up to which every name is due at ``now``."""
-    return f"{_key(now, math.floor):0{WIDTH}d}"
 
 
 def eta_of(name: str) -> float:
