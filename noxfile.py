@@ -40,6 +40,10 @@ DJANGO_PYTHONS = ["3.12", "3.13"]  # Django 6 needs 3.12+
 TWINS = ["async", "sync"]
 BACKENDS = ["sqlite", "memory", "file", "postgres"]
 SOURCES = ["src/omniq", "benchmarks", "tests", "scripts", "noxfile.py"]
+# The suites mostly wait (disk syncs, child processes, timeouts), so two pytest-xdist
+# workers halve their time on two cores; every test has its own store, so they share
+# nothing ("-n 0" in the posargs runs one process, for a debugger).
+PARALLEL = ["-n", "2"]
 
 
 def activate_pyenv_pythons() -> None:
@@ -137,7 +141,8 @@ def shared(session: nox.Session) -> None:
     Django example project run on 3.13, and are skipped (with the reason) on 3.11.
     """
     install(session, "dev,postgres,django")  # docs/postgres.md's examples import psycopg
-    session.run("pytest", "tests/shared", "tests/cli", "tests/examples", *session.posargs)
+    tests = ["tests/shared", "tests/cli", "tests/examples"]
+    session.run("pytest", *PARALLEL, *tests, *session.posargs)
 
 
 @nox.session
@@ -146,7 +151,7 @@ def tests(session: nox.Session, twin: str, backend: str) -> None:
     """The contract suite of one twin on one backend (PostgreSQL: OMNIQ_TEST_POSTGRES_DSN)."""
     install(session, "dev,postgres")
     env = {"OMNIQ_TEST_BACKEND": backend}
-    session.run("pytest", f"tests/_{twin}", *session.posargs, env=env)
+    session.run("pytest", *PARALLEL, f"tests/_{twin}", *session.posargs, env=env)
 
 
 @nox.session(python=MAIN_PYTHON)
