@@ -23,7 +23,7 @@ from omniq.models import Task, TaskError, TaskStatus, create_task
 from omniq.task_context import TaskContext, current_task
 from omniq.tasks import task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AsyncOmniQ",
