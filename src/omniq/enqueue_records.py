@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from omniq import logging as omniq_logging
 from omniq._validation import (
@@ -30,7 +30,7 @@ from omniq.models import TaskStatus, new_task_id
 from omniq.records import TaskRecord, encode_payload
 from omniq.serialization import Serializer
 from omniq.task_context import DEFAULT_QUEUE
-from omniq.tasks import TaskOptions, declared_options, func_path_of
+from omniq.tasks import declared_options, func_path_of
 
 ENQUEUE_OPTIONS = frozenset(
     (
@@ -49,6 +49,30 @@ ENQUEUE_OPTIONS = frozenset(
 """The keys an ``enqueue_many`` item may have: ``enqueue``'s arguments."""
 
 
+class Target(NamedTuple):
+    """A function to enqueue, resolved: its path and its normalized enqueue defaults."""
+
+    func_path: str
+    queue: str
+    priority: int
+    budget: int | None
+    timeout: float | None
+
+
+def _resolve(target: Callable[..., Any] | str, default_max_retries: int) -> Target:
+    """The path of ``target`` and its defaults: the declared task's, then the queue's."""
+    func_path = func_path_of(target)
+    declared = declared_options(func_path)
+    budget = default_max_retries if declared.max_retries is None else declared.max_retries
+    return Target(
+        func_path,
+        normalize_queue(declared.queue or DEFAULT_QUEUE),
+        normalize_priority(0 if declared.priority is None else declared.priority),
+        normalize_max_retries(budget),
+        normalize_timeout(declared.timeout),
+    )
+
+
 def records_for(
     items: Iterable[Mapping[str, Any]],
     *,
@@ -61,7 +85,7 @@ def records_for(
     """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`)."""
     records: list[TaskRecord] = []
     # The function of each distinct target is resolved and checked once per batch.
-    resolved: dict[object, tuple[str, TaskOptions]] = {}
+    resolved: dict[object, Target] = {}
     for position, item in enumerate(items):
         unknown = item.keys() - ENQUEUE_OPTIONS
         if unknown or "func_path" not in item:
@@ -109,7 +133,7 @@ def new_record(
     max_payload_bytes: int | None,
     allow: AllowList,
     check_paths: bool = True,
-    resolved: dict[object, tuple[str, TaskOptions]] | None = None,
+    resolved: dict[object, Target] | None = None,
 ) -> TaskRecord:
     """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
@@ -126,33 +150,27 @@ def new_record(
             known = resolved.get(target)
         except TypeError:  # an unhashable callable: resolved on its own
             resolved = None
+    resolving = known is None
     if known is None:
-        func_path = func_path_of(target)
-        declared = declared_options(func_path)
-    else:
-        func_path, declared = known
-    queue = normalize_queue((declared.queue or DEFAULT_QUEUE) if queue is None else queue)
-    if priority is None:
-        priority = declared.priority if declared.priority is not None else 0
-    priority = normalize_priority(priority)
-    if max_retries is None:
-        max_retries = declared.max_retries
-    if timeout is None:
-        timeout = declared.timeout
-    unique_key = normalize_unique_key(unique_key)
-    budget = normalize_max_retries(default_max_retries if max_retries is None else max_retries)
-    seconds = normalize_timeout(timeout)
-    step = normalize_interval(interval)
-    moment = normalize_eta(eta)
+        known = _resolve(target, default_max_retries)
+    func_path = known.func_path
+    # What an item leaves None takes the target's defaults, normalized once per target.
+    queue = known.queue if queue is None else normalize_queue(queue)
+    priority = known.priority if priority is None else normalize_priority(priority)
+    unique_key = None if unique_key is None else normalize_unique_key(unique_key)
+    budget = known.budget if max_retries is None else normalize_max_retries(max_retries)
+    seconds = known.timeout if timeout is None else normalize_timeout(timeout)
+    step = None if interval is None else normalize_interval(interval)
+    moment = None if eta is None else normalize_eta(eta)
     payload = encode_arguments(
         func_path, normalize_args(args), normalize_kwargs(kwargs), serializer, max_payload_bytes
     )
-    if known is None:
+    if resolving:
         if check_paths and isinstance(target, str):  # last: it may import the function
             allow.check_enqueue(func_path)
         allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         if resolved is not None:
-            resolved[target] = (func_path, declared)
+            resolved[target] = known
     now = time.time()
     return TaskRecord(
         id=new_task_id(),
