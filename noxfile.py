@@ -201,3 +201,11 @@ def bench(session: nox.Session) -> None:
     install(session, "postgres")
     session.install("huey", "matplotlib")  # the benchmark's own tools, never omniq dependencies
     session.run("python", "-m", "benchmarks", "--write-docs", *session.posargs)
+
+
+@nox.session(name="bench-peers")
+def bench_peers(session: nox.Session) -> None:
+    """omniq on PostgreSQL beside the PostgreSQL peers it can install (not in the default set)."""
+    install(session, "postgres")
+    session.install("pgqueuer", "asyncpg")  # the peers, never omniq dependencies
+    session.run("python", "-m", "benchmarks.peers", *session.posargs)
