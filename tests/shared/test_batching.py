@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from omniq import WorkerPool
 from omniq.batching import MAX_DELAY, MAX_FACTOR, Batching
+from omniq.storage import MemoryStorage
 
 
 def test_prefetch_starts_at_concurrency_and_grows_for_short_tasks() -> None:
@@ -55,3 +57,9 @@ def test_an_unknown_duration_leaves_the_average_alone() -> None:
     batching = Batching(concurrency=2, prefetch=None)
     batching.finished(None, now=100.0)
     assert batching.mean_duration is None and batching.prefetch() == 2
+
+
+def test_a_pool_reports_its_current_prefetch() -> None:
+    adaptive = WorkerPool(MemoryStorage(), concurrency=3)
+    assert adaptive.prefetch == 3  # nothing run yet
+    assert WorkerPool(MemoryStorage(), concurrency=3, prefetch=0).prefetch == 0

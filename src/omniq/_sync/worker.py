@@ -167,7 +167,6 @@ class WorkerPool:
         self.concurrency = positive_int("concurrency", concurrency)
         fixed_prefetch = None if prefetch is None else non_negative_int("prefetch", prefetch)
         self._batching = Batching(self.concurrency, fixed_prefetch)
-        self.prefetch = self.concurrency if fixed_prefetch is None else fixed_prefetch
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
@@ -211,6 +210,11 @@ class WorkerPool:
         self._serving = False
         self._processed = 0
         self._failed = 0
+
+    @property
+    def prefetch(self) -> int:
+        """Claimed tasks kept ready beyond those running, now (adaptive unless given)."""
+        return self._batching.prefetch()
 
     def __repr__(self) -> str:
         return (
