@@ -5,7 +5,8 @@ files rotation starts and the archives compression writes are all created with
 mode 0600 (and a directory made for them 0700). A log file that already exists
 keeps the mode its owner gave it.
 
-Like :mod:`omniq.logging`, which uses it, this module imports nothing else of omniq.
+Used by :mod:`omniq._log_config`, which adds the file sink; a leaf: it imports nothing
+else of omniq.
 """
 
 from __future__ import annotations
