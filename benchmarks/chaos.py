@@ -84,10 +84,11 @@ def _environment(settings: Settings) -> dict[str, str]:
         del env[name]
     env.update(
         OMNIQ_BACKEND=settings.backend,
-        OMNIQ_LEASE_TIMEOUT=str(LEASE),
+        # The workers' settings are the producer's (``_OPTIONS``), through the environment.
+        OMNIQ_LEASE_TIMEOUT=str(settings.lease_timeout),
+        OMNIQ_MAX_RETRIES=str(settings.max_retries),
+        OMNIQ_TASK_MODULES=",".join(settings.task_modules),
         OMNIQ_POLL_INTERVAL="0.2",
-        OMNIQ_MAX_RETRIES="20",
-        OMNIQ_TASK_MODULES="benchmarks.chaos_task.*",
         OMNIQ_LOG_LEVEL="ERROR",
     )
     if settings.dsn is not None:

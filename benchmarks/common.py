@@ -223,14 +223,21 @@ class Postgres:
     @contextlib.contextmanager
     def schema(self) -> Iterator[str]:
         """A new schema, dropped afterwards; yields a DSN whose search_path is that schema."""
-        import psycopg
         from psycopg.conninfo import make_conninfo
+
+        with self.schema_name() as name:
+            yield make_conninfo(self.dsn, options=f"-csearch_path={name}", application_name=name)
+
+    @contextlib.contextmanager
+    def schema_name(self) -> Iterator[str]:
+        """A new schema, dropped afterwards (its sessions ended first); yields its name."""
+        import psycopg
 
         name = f"omniq_bench_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"')
         try:
-            yield make_conninfo(self.dsn, options=f"-csearch_path={name}", application_name=name)
+            yield name
         finally:
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(

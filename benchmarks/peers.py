@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from benchmarks import tasks, workloads
@@ -34,46 +34,26 @@ PAUSES = (0.05, 0.1, 0.25, 0.5, 0.05, 0.1, 0.25, 0.5)  # idle pauses before each
 Row = dict[str, float | None]
 
 
-@contextlib.contextmanager
-def _schema(dsn: str) -> Iterator[str]:
-    """A new schema, dropped afterwards; yields its name."""
-    import psycopg
-
-    name = f"omniq_peers_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-def _omniq_settings(dsn: str, schema: str) -> Settings:
-    from psycopg.conninfo import make_conninfo
-
-    return Settings(backend="postgres", dsn=make_conninfo(dsn, options=f"-csearch_path={schema}"))
-
-
 # ---------------------------------------------------------------------- omniq
 
 
-def omniq_row(dsn: str, twin: str, n: int, cap: float) -> Row:
+def omniq_row(server: Postgres, twin: str, n: int, cap: float) -> Row:
     """omniq's figures in ``twin`` (the measures of ``benchmarks.workloads``)."""
-    row: Row = {}
-    measures: dict[str, tuple[Callable[..., Any], Callable[..., Any], tuple[Any, ...]]] = {
-        "enqueue": (workloads.sync_enqueue, workloads.async_enqueue, ()),
-        "many": (workloads.sync_enqueue_many, workloads.async_enqueue_many, ()),
-        "drain_c4": (workloads.sync_drain, workloads.async_drain, (4,)),
-        "drain_c16": (workloads.sync_drain, workloads.async_drain, (16,)),
+    sync_drain, async_drain, _ = workloads.THROUGHPUT["drain_c4"]
+    measures = {
+        "enqueue": workloads.THROUGHPUT["enqueue"],
+        "many": workloads.THROUGHPUT["enqueue_many"],
+        "drain_c4": workloads.THROUGHPUT["drain_c4"],
+        "drain_c16": (sync_drain, async_drain, (16,)),
     }
+    row: Row = {}
     for name, (sync_fn, async_fn, extra) in measures.items():
-        with _schema(dsn) as schema:
-            settings = _omniq_settings(dsn, schema)
+        with server.schema() as dsn:
+            settings = Settings(backend="postgres", dsn=dsn)
             rate = workloads.twin_call(twin, sync_fn, async_fn, settings, n, cap, *extra)
         row[name] = rate.per_second
-    with _schema(dsn) as schema:
-        settings = _omniq_settings(dsn, schema)
+    with server.schema() as dsn:
+        settings = Settings(backend="postgres", dsn=dsn)
         wake = workloads.twin_call(
             twin, workloads.sync_wakeup, workloads.async_wakeup, settings, PAUSES
         )
@@ -95,32 +75,31 @@ def pgqueuer_available() -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def _pgqueuer(dsn: str) -> AsyncIterator[tuple[Any, Any, Callable[[], Any]]]:
-    """pgqueuer installed in a fresh schema: (queries, driver factory's first driver, factory)."""
+async def _pgqueuer(server: Postgres) -> AsyncIterator[tuple[Any, Callable[[], Any]]]:
+    """pgqueuer installed in a fresh schema: its queries, and a factory of new drivers."""
     asyncpg: Any = importlib.import_module("asyncpg")
     db: Any = importlib.import_module("pgqueuer.db")
     queries_module: Any = importlib.import_module("pgqueuer.queries")
-    with _schema(dsn) as schema:
+    with server.schema_name() as schema:
         connections: list[Any] = []
 
         async def driver() -> Any:
-            conn = await asyncpg.connect(dsn=dsn, server_settings={"search_path": schema})
+            conn = await asyncpg.connect(dsn=server.dsn, server_settings={"search_path": schema})
             connections.append(conn)
             return db.AsyncpgDriver(conn)
 
-        first = await driver()
-        queries = queries_module.Queries(first)
+        queries = queries_module.Queries(await driver())
         await queries.install(create_schema=False)
         try:
-            yield queries, first, driver
+            yield queries, driver
         finally:
             for conn in connections:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
 
-async def _pgq_enqueue(dsn: str, n: int, cap: float) -> float:
-    async with _pgqueuer(dsn) as (queries, _, _):
+async def _pgq_enqueue(server: Postgres, n: int, cap: float) -> float:
+    async with _pgqueuer(server) as (queries, _):
         await queries.enqueue("fetch", None)
         start = time.perf_counter()
         done = 0
@@ -130,17 +109,17 @@ async def _pgq_enqueue(dsn: str, n: int, cap: float) -> float:
         return done / (time.perf_counter() - start)
 
 
-async def _pgq_many(dsn: str, n: int) -> float:
-    async with _pgqueuer(dsn) as (queries, _, _):
+async def _pgq_many(server: Postgres, n: int) -> float:
+    async with _pgqueuer(server) as (queries, _):
         start = time.perf_counter()
         await queries.enqueue(["fetch"] * n, [None] * n, [0] * n)
         return n / (time.perf_counter() - start)
 
 
-async def _pgq_drain(dsn: str, n: int, cap: float, concurrency: int) -> float:
+async def _pgq_drain(server: Postgres, n: int, cap: float, concurrency: int) -> float:
     pgqueuer: Any = importlib.import_module("pgqueuer")
     types: Any = importlib.import_module("pgqueuer.types")
-    async with _pgqueuer(dsn) as (queries, _, driver):
+    async with _pgqueuer(server) as (queries, driver):
         await queries.enqueue(["fetch"] * n, [None] * n, [0] * n)
         pgq = pgqueuer.PgQueuer(await driver())
         done = 0
@@ -169,9 +148,9 @@ async def _pgq_drain(dsn: str, n: int, cap: float, concurrency: int) -> float:
         return done / elapsed
 
 
-async def _pgq_wake(dsn: str) -> float:
+async def _pgq_wake(server: Postgres) -> float:
     pgqueuer: Any = importlib.import_module("pgqueuer")
-    async with _pgqueuer(dsn) as (queries, _, driver):
+    async with _pgqueuer(server) as (queries, driver):
         pgq = pgqueuer.PgQueuer(await driver())
         started: dict[bytes, float] = {}
         arrived = asyncio.Event()
@@ -201,14 +180,14 @@ async def _pgq_wake(dsn: str) -> float:
         return statistics.median(samples) * 1000
 
 
-def pgqueuer_row(dsn: str, n: int, cap: float) -> Row:
+def pgqueuer_row(server: Postgres, n: int, cap: float) -> Row:
     """pgqueuer's figures on the same measures."""
     return {
-        "enqueue": asyncio.run(_pgq_enqueue(dsn, n, cap)),
-        "many": asyncio.run(_pgq_many(dsn, n)),
-        "drain_c4": asyncio.run(_pgq_drain(dsn, n, cap, 4)),
-        "drain_c16": asyncio.run(_pgq_drain(dsn, n, cap, 16)),
-        "wake_ms": asyncio.run(_pgq_wake(dsn)),
+        "enqueue": asyncio.run(_pgq_enqueue(server, n, cap)),
+        "many": asyncio.run(_pgq_many(server, n)),
+        "drain_c4": asyncio.run(_pgq_drain(server, n, cap, 4)),
+        "drain_c16": asyncio.run(_pgq_drain(server, n, cap, 16)),
+        "wake_ms": asyncio.run(_pgq_wake(server)),
     }
 
 
@@ -267,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows: dict[str, Row] = {}
     for twin in ("async", "sync"):
-        rows[f"omniq {twin}"] = omniq_row(args.dsn, twin, args.tasks, args.seconds)
+        rows[f"omniq {twin}"] = omniq_row(server, twin, args.tasks, args.seconds)
         print(f"omniq {twin}: {rows[f'omniq {twin}']}", flush=True)
     problem = pgqueuer_available()
     if problem is None:
-        rows["pgqueuer"] = pgqueuer_row(args.dsn, args.tasks, args.seconds)
+        rows["pgqueuer"] = pgqueuer_row(server, args.tasks, args.seconds)
         print(f"pgqueuer: {rows['pgqueuer']}", flush=True)
     else:
         print(f"pgqueuer skipped: {problem}")
