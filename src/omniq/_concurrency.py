@@ -48,6 +48,10 @@ def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     )
 
 
+# Results that are never awaitable: both twins return them without asking.
+_PLAIN_RESULTS = frozenset((type(None), str, int, float, bool, list, dict, tuple))
+
+
 def _timeout_message(timeout: float) -> str:
     return f"task exceeded its timeout of {timeout:g}s"
 
@@ -252,6 +256,8 @@ async def arun_callable(
     result = await _await_with_timeout(
         asyncio.shield(_run_on_daemon_thread(loop, fn, args, kwargs)), timeout
     )
+    if type(result) in _PLAIN_RESULTS:  # most results: no need to ask if it is awaitable
+        return result
     if inspect.isawaitable(result):  # a plain callable that returned an awaitable
         remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
         result = await _await_with_timeout(result, remaining)
@@ -403,9 +409,6 @@ def cancel(handle: ThreadHandle) -> None:
 def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     """Already on a thread of our own: just call ``fn``."""
     return fn(*args)
-
-
-_PLAIN_RESULTS = frozenset((type(None), str, int, float, bool, list, dict, tuple))
 
 
 def run_callable(
