@@ -357,7 +357,7 @@ async def test_concurrent_first_starts_create_the_schema_once(settings: Settings
             assert process.returncode == 0, stderr
             assert stdout.strip() == "ok"
         cursor = await gate.execute("SELECT version FROM omniq_schema_version")
-        assert [row[0] for row in await cursor.fetchall()] == [1, 2]
+        assert [row[0] for row in await cursor.fetchall()] == [1, 2, 3]
         assert await scalar(gate, "SELECT count(*) FROM omniq_tasks") == 0
     finally:
         await gate.close()

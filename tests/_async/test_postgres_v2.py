@@ -100,6 +100,7 @@ async def test_a_store_written_by_0_1_0_is_migrated_and_keeps_every_task(
         assert [row[0] for row in await rows(conn, "SELECT version FROM omniq_schema_version")] == [
             1,
             2,
+            3,
         ]
         (seq_of_fresh,) = await rows(conn, "SELECT seq FROM omniq_tasks WHERE id = %s", (fresh,))
         assert seq_of_fresh[0] > 8  # the identity continues after the v1 rows
@@ -222,6 +223,46 @@ async def test_the_claim_reads_only_the_levels_it_needs(settings: Settings) -> N
         # The LockRows under the LATERAL ran for the 2 levels of priority 4 and 1 more.
         lock_rows = next(line for line in plan.splitlines() if "LockRows" in line)
         assert "loops=3)" in lock_rows, plan
+
+
+async def test_each_write_adds_entries_only_to_the_keys_and_its_states_index(
+    settings: Settings,
+) -> None:
+    # Schema v3: besides the keys (id, seq), every index is partial on the states a
+    # task passes through, so an enqueue, a claim and a finish each add 3 entries.
+    async with AsyncOmniQ(settings) as omniq:
+        task_id = await omniq.enqueue("task_functions.add", args=[1, 2])
+        conn = await admin(settings)
+        try:
+            found = await rows(
+                conn,
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = 'omniq_tasks'",
+            )
+            options = await rows(
+                conn, "SELECT reloptions FROM pg_class WHERE oid = 'omniq_tasks'::regclass"
+            )
+        finally:
+            await conn.close()
+        definitions = dict(found)
+        assert set(definitions) == {
+            "omniq_tasks_pkey",
+            "omniq_tasks_seq_key",
+            "omniq_tasks_due",
+            "omniq_tasks_lease",
+            "omniq_tasks_finished",
+            "omniq_tasks_unique",
+        }
+        for name, definition in definitions.items():
+            assert name.endswith(("_pkey", "_seq_key")) or " WHERE " in definition, definition
+        assert "autovacuum_vacuum_scale_factor=0.02" in options[0][0]
+        # The task list still finds the newest change first without its old index.
+        async with omniq.worker_pool(handle_signals=False) as workers:
+            await workers.process_tasks(limit=1)
+        later = await omniq.enqueue("task_functions.add", args=[3, 4])
+        listed = await omniq.list_tasks(limit=2)
+        assert [task.id for task in listed] == [later, task_id]
+        assert [task.id for task in await omniq.list_tasks(status="completed")] == [task_id]
 
 
 # ---------------------------------------------------------------------- unique keys

@@ -358,7 +358,7 @@ def test_concurrent_first_starts_create_the_schema_once(settings: Settings) -> N
             assert process.returncode == 0, stderr
             assert stdout.strip() == "ok"
         cursor = gate.execute("SELECT version FROM omniq_schema_version")
-        assert [row[0] for row in cursor.fetchall()] == [1, 2]
+        assert [row[0] for row in cursor.fetchall()] == [1, 2, 3]
         assert scalar(gate, "SELECT count(*) FROM omniq_tasks") == 0
     finally:
         gate.close()
