@@ -191,6 +191,7 @@ class AsyncPostgresStorage(AsyncBaseStorage):
         """Stream a batch without unique keys in with COPY, and the wake-up, in one transaction."""
         async with self._connection("enqueue") as conn, conn.transaction():
             async with conn.cursor() as cursor, cursor.copy(sql.COPY_IN) as copy:
+                copy.set_types(sql.COPY_TYPES)
                 for record in records:
                     await copy.write_row(sql.record_row(record))
             await conn.execute(sql.NOTIFY, (self._channel,))

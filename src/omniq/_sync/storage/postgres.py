@@ -192,6 +192,7 @@ class PostgresStorage(BaseStorage):
         """Stream a batch without unique keys in with COPY, and the wake-up, in one transaction."""
         with self._connection("enqueue") as conn, conn.transaction():
             with conn.cursor() as cursor, cursor.copy(sql.COPY_IN) as copy:
+                copy.set_types(sql.COPY_TYPES)
                 for record in records:
                     copy.write_row(sql.record_row(record))
             conn.execute(sql.NOTIFY, (self._channel,))
