@@ -26,9 +26,9 @@ from omniq._validation import (
     normalize_unique_key,
 )
 from omniq.allowlist import AllowList
-from omniq.models import TaskStatus, new_task_id
+from omniq.models import TaskStatus, new_task_id, new_task_ids
 from omniq.records import TaskRecord, encode_payload
-from omniq.serialization import Serializer
+from omniq.serialization import NO_ARGUMENTS, JsonSerializer, Serializer
 from omniq.task_context import DEFAULT_QUEUE
 from omniq.tasks import declared_options, func_path_of
 
@@ -47,6 +47,7 @@ ENQUEUE_OPTIONS = frozenset(
     )
 )
 """The keys an ``enqueue_many`` item may have: ``enqueue``'s arguments."""
+PENDING = TaskStatus.PENDING.value
 
 
 class Target(NamedTuple):
@@ -82,35 +83,43 @@ def records_for(
     allow: AllowList,
     check_paths: bool = True,
 ) -> list[TaskRecord]:
-    """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`)."""
+    """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`).
+
+    What every item of one batch shares is worked out once: each distinct target's
+    function and defaults, the time, the correlation id, and the ids (one lock for all).
+    """
+    batch = items if isinstance(items, Sequence) else list(items)
+    ids = new_task_ids(len(batch))
+    now = time.time()
+    correlation_id = omniq_logging.current_correlation_id()
     records: list[TaskRecord] = []
-    # The function of each distinct target is resolved and checked once per batch.
     resolved: dict[object, Target] = {}
-    for position, item in enumerate(items):
-        unknown = item.keys() - ENQUEUE_OPTIONS
-        if unknown or "func_path" not in item:
+    for position, item in enumerate(batch):
+        if not item.keys() <= ENQUEUE_OPTIONS or "func_path" not in item:
             raise TypeError(
                 f"enqueue_many item {position} must have 'func_path' and only "
                 f"{sorted(ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
             )
+        get = item.get
         records.append(
             new_record(
                 item["func_path"],
-                item.get("args"),
-                item.get("kwargs"),
-                item.get("eta"),
-                item.get("interval"),
-                item.get("max_retries"),
-                item.get("timeout"),
-                item.get("queue"),
-                item.get("priority"),
-                item.get("unique_key"),
+                get("args"),
+                get("kwargs"),
+                get("eta"),
+                get("interval"),
+                get("max_retries"),
+                get("timeout"),
+                get("queue"),
+                get("priority"),
+                get("unique_key"),
                 serializer=serializer,
                 default_max_retries=default_max_retries,
                 max_payload_bytes=max_payload_bytes,
                 allow=allow,
                 check_paths=check_paths,
                 resolved=resolved,
+                stamp=(ids[position], now, correlation_id),
             )
         )
     return records
@@ -134,6 +143,7 @@ def new_record(
     allow: AllowList,
     check_paths: bool = True,
     resolved: dict[object, Target] | None = None,
+    stamp: tuple[str, float, str | None] | None = None,
 ) -> TaskRecord:
     """A validated, encoded PENDING record (the checks of :func:`create_task`).
 
@@ -141,7 +151,9 @@ def new_record(
     queue's defaults (``default_max_retries``, the ``"default"`` queue, priority 0).
     ``check_paths=False`` skips the producer's allow-list check of a string path;
     the path is recorded in ``allow`` as enqueued either way. ``resolved`` (a batch's)
-    remembers targets already resolved and checked.
+    remembers targets already resolved and checked. ``stamp`` is the record's id,
+    creation time and correlation id when a batch chose them (else: new, now, the
+    caller's).
     """
     target = func_path
     known = None
@@ -162,8 +174,13 @@ def new_record(
     seconds = known.timeout if timeout is None else normalize_timeout(timeout)
     step = None if interval is None else normalize_interval(interval)
     moment = None if eta is None else normalize_eta(eta)
-    payload = encode_arguments(
-        func_path, normalize_args(args), normalize_kwargs(kwargs), serializer, max_payload_bytes
+    no_arguments = args is None and kwargs is None and type(serializer) is JsonSerializer
+    payload = (
+        NO_ARGUMENTS
+        if no_arguments and (max_payload_bytes is None or max_payload_bytes >= len(NO_ARGUMENTS))
+        else encode_arguments(
+            func_path, normalize_args(args), normalize_kwargs(kwargs), serializer, max_payload_bytes
+        )
     )
     if resolving:
         if check_paths and isinstance(target, str):  # last: it may import the function
@@ -171,12 +188,16 @@ def new_record(
         allow.record_enqueued(func_path)  # rule 3: workers on this queue may run it
         if resolved is not None:
             resolved[target] = known
-    now = time.time()
+    if stamp is None:
+        task_id, now = new_task_id(), time.time()
+        correlation_id = omniq_logging.current_correlation_id()
+    else:
+        task_id, now, correlation_id = stamp
     return TaskRecord(
-        id=new_task_id(),
+        id=task_id,
         func_path=func_path,
         payload=payload,
-        status=TaskStatus.PENDING.value,
+        status=PENDING,
         attempts=0,
         max_retries=budget,
         eta=now if moment is None else moment.timestamp(),
@@ -186,7 +207,7 @@ def new_record(
         error=None,
         created_at=now,
         updated_at=now,
-        correlation_id=omniq_logging.current_correlation_id(),
+        correlation_id=correlation_id,
         queue=queue,
         priority=priority,
         unique_key=unique_key,

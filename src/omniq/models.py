@@ -271,13 +271,26 @@ def new_task_id() -> str:
     module's generator, which Python reseeds in a forked child; ids are unique, not
     secret (no one can do anything with a guessed id they cannot do with a listed one).
     """
+    return new_task_ids(1)[0]
+
+
+def new_task_ids(count: int) -> list[str]:
+    """``count`` fresh ids in increasing order, as :func:`new_task_id` makes them one by one.
+
+    A batch takes its time stamps under one lock: ``count`` consecutive steps of 1/4096
+    ms from now (a batch of 10,000 runs 2.4 ms ahead of the clock, and the next id
+    follows it).
+    """
     global _last_id_stamp
     stamp = time.time_ns() * 4096 // 1_000_000  # Unix time in 1/4096 ms
     with _id_lock:
-        if stamp <= _last_id_stamp:
-            stamp = _last_id_stamp + 1
-        _last_id_stamp = stamp
-    random_bits = _random_bits(62)
+        first = max(stamp, _last_id_stamp + 1)
+        _last_id_stamp = first + count - 1
+    bits = _random_bits
+    return [_id_text(stamp, bits(62)) for stamp in range(first, first + count)]
+
+
+def _id_text(stamp: int, random_bits: int) -> str:
     value = (
         (stamp >> 12) << 80  # unix_ts_ms
         | 0x7 << 76  # version 7

@@ -166,7 +166,7 @@ DEFAULT_SERIALIZER: Serializer = JsonSerializer()
 # Arguments that are all plain scalars need no walk: JSON holds them as they are.
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 _PLAIN_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_NO_ARGUMENTS = _PLAIN_ENCODER.encode({"args": [], "kwargs": {}})
+NO_ARGUMENTS = _PLAIN_ENCODER.encode({"args": [], "kwargs": {}})
 
 
 def plain_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -174,7 +174,7 @@ def plain_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     scalar (str, int, float, bool, None: exact types); ``None`` for anything else, which
     takes the full path. The hot path of enqueue: most tasks pass ids and numbers."""
     if not args and not kwargs:
-        return _NO_ARGUMENTS
+        return NO_ARGUMENTS
     scalars = _SCALARS
     for value in args:
         if type(value) not in scalars:

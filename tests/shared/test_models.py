@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+import uuid
 
 import pytest
 
@@ -14,6 +16,8 @@ from omniq.models import (
     get_error_message,
     has_error,
     is_failed,
+    new_task_id,
+    new_task_ids,
 )
 
 
@@ -97,3 +101,19 @@ def test_error_helpers_on_tasks_and_mappings() -> None:
     assert not has_error(ok) and not is_failed(ok) and get_error_message(ok) is None
     assert has_error(failed) and is_failed(failed) and get_error_message(failed) == "boom"
     assert is_failed({"status": "failed"}) and get_error_message({"error": "text"}) == "text"
+
+
+def test_task_ids_of_a_batch_are_uuid7_in_increasing_order_and_the_next_id_follows() -> None:
+    before = time.time_ns() // 1_000_000
+    batch = new_task_ids(5000)
+    after = new_task_id()
+    assert len(set(batch)) == 5000
+    assert batch == sorted(batch) and after > batch[-1]
+    for text in (batch[0], batch[-1], after):
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        # The first 48 bits are Unix milliseconds: a batch runs at most 1/4096 ms per
+        # id ahead of the clock.
+        assert before <= parsed.int >> 80 <= time.time_ns() // 1_000_000 + 5000 // 4096 + 1
+    assert new_task_ids(0) == []
