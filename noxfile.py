@@ -207,5 +207,6 @@ def bench(session: nox.Session) -> None:
 def bench_peers(session: nox.Session) -> None:
     """omniq on PostgreSQL beside the PostgreSQL peers it can install (not in the default set)."""
     install(session, "postgres")
-    session.install("pgqueuer", "asyncpg")  # the peers, never omniq dependencies
+    # the peers, never omniq dependencies
+    session.install("pgqueuer", "asyncpg", "procrastinate", "chancy")
     session.run("python", "-m", "benchmarks.peers", *session.posargs)

@@ -5,34 +5,37 @@ virtualenv). Each measure runs on a fresh schema of one server, omniq in both tw
 its defaults (``synchronous_commit`` as the server says), each peer at its own:
 
 - enqueue/s: one call per task; many/s: one batch of up to 10,000 tasks;
-- drain c4/s, drain c16/s: one worker with that many tasks at once, from a backlog;
+- drain c4/s, drain c16/s: one worker with that many tasks at once, from a backlog of
+  no-op tasks (each counts itself: a drain in which none ran fails); a peer's tables are
+  ANALYZEd once its backlog is in, as autovacuum would have by then (omniq's are not);
 - wake p50 ms: an idle worker, the producer's enqueue call to the task's start.
 
-Peers: pgqueuer (asyncpg, its fastest driver; at most c jobs at once, dequeued in
-batches of c/2, the largest it allows).
-A peer that is not installed is skipped with a note. No test asserts these figures.
+Peers (one module each, which says how it is driven):
+
+- pgqueuer (``peer_pgqueuer``): asyncpg, its fastest driver; at most c jobs at once,
+  dequeued in batches of c/2, the largest it allows; drain mode for the backlog.
+- procrastinate (``peer_procrastinate``): its ``PsycopgConnector`` (psycopg 3 pool), its
+  schema applied by its schema manager; ``run_worker_async(concurrency=c)``, NOTIFY on,
+  job polling every 5 s (its defaults); ``batch_defer_async`` for the batch.
+- chancy (``peer_chancy``): psycopg 3 (its pool of 1 to 10), ``Chancy.migrate()``; one
+  ``Worker`` on a queue with the ``AsyncExecutor``, concurrency c, its 5 s polling
+  interval and ``eager_polling`` (else it fetches only at each poll); ``push_many``.
+
+A peer that is not installed, or whose run fails, is skipped with a one-line note. No
+test asserts these figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import importlib
 import statistics
 import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-from benchmarks import tasks, workloads
+from benchmarks import peer_chancy, peer_pgqueuer, peer_procrastinate, tasks, workloads
 from benchmarks.common import DEFAULT_POSTGRES_DSN, Postgres
+from benchmarks.peer_common import PAUSES, Row
 from omniq import Settings
-
-PAUSES = (0.05, 0.1, 0.25, 0.5, 0.05, 0.1, 0.25, 0.5)  # idle pauses before each wake-up sample
-Row = dict[str, float | None]
-
 
 # ---------------------------------------------------------------------- omniq
 
@@ -52,6 +55,8 @@ def omniq_row(server: Postgres, twin: str, n: int, cap: float) -> Row:
             settings = Settings(backend="postgres", dsn=dsn)
             rate = workloads.twin_call(twin, sync_fn, async_fn, settings, n, cap, *extra)
         row[name] = rate.per_second
+        if name.startswith("drain"):
+            row[f"ran_{name[6:]}"] = rate.tasks
     with server.schema() as dsn:
         settings = Settings(backend="postgres", dsn=dsn)
         wake = workloads.twin_call(
@@ -61,134 +66,27 @@ def omniq_row(server: Postgres, twin: str, n: int, cap: float) -> Row:
     return row
 
 
-# ---------------------------------------------------------------------- pgqueuer
+# ---------------------------------------------------------------------- peers
+
+# Each peer: why it cannot run here (or None), and its row.
+PEERS: dict[str, tuple[Callable[[], str | None], Callable[[Postgres, int, float], Row]]] = {
+    "pgqueuer": (peer_pgqueuer.available, peer_pgqueuer.row),
+    "procrastinate": (peer_procrastinate.available, peer_procrastinate.row),
+    "chancy": (peer_chancy.available, peer_chancy.row),
+}
 
 
-def pgqueuer_available() -> str | None:
-    """Why pgqueuer cannot run here, or None."""
-    for module in ("pgqueuer", "asyncpg"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return f"{module} is not installed (nox -s bench-peers installs it)"
-    return None
-
-
-@contextlib.asynccontextmanager
-async def _pgqueuer(server: Postgres) -> AsyncIterator[tuple[Any, Callable[[], Any]]]:
-    """pgqueuer installed in a fresh schema: its queries, and a factory of new drivers."""
-    asyncpg: Any = importlib.import_module("asyncpg")
-    db: Any = importlib.import_module("pgqueuer.db")
-    queries_module: Any = importlib.import_module("pgqueuer.queries")
-    with server.schema_name() as schema:
-        connections: list[Any] = []
-
-        async def driver() -> Any:
-            conn = await asyncpg.connect(dsn=server.dsn, server_settings={"search_path": schema})
-            connections.append(conn)
-            return db.AsyncpgDriver(conn)
-
-        queries = queries_module.Queries(await driver())
-        await queries.install(create_schema=False)
-        try:
-            yield queries, driver
-        finally:
-            for conn in connections:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-
-async def _pgq_enqueue(server: Postgres, n: int, cap: float) -> float:
-    async with _pgqueuer(server) as (queries, _):
-        await queries.enqueue("fetch", None)
-        start = time.perf_counter()
-        done = 0
-        while done < n and time.perf_counter() < start + cap:
-            await queries.enqueue("fetch", None)
-            done += 1
-        return done / (time.perf_counter() - start)
-
-
-async def _pgq_many(server: Postgres, n: int) -> float:
-    async with _pgqueuer(server) as (queries, _):
-        start = time.perf_counter()
-        await queries.enqueue(["fetch"] * n, [None] * n, [0] * n)
-        return n / (time.perf_counter() - start)
-
-
-async def _pgq_drain(server: Postgres, n: int, cap: float, concurrency: int) -> float:
-    pgqueuer: Any = importlib.import_module("pgqueuer")
-    types: Any = importlib.import_module("pgqueuer.types")
-    async with _pgqueuer(server) as (queries, driver):
-        await queries.enqueue(["fetch"] * n, [None] * n, [0] * n)
-        pgq = pgqueuer.PgQueuer(await driver())
-        done = 0
-
-        async def fetch(job: Any) -> None:
-            nonlocal done
-            done += 1
-
-        pgq.entrypoint("fetch")(fetch)
-
-        start = time.perf_counter()
-        runner = asyncio.ensure_future(
-            # At most `concurrency` jobs at once; pgqueuer wants room for two batches.
-            pgq.run(
-                batch_size=max(1, concurrency // 2),
-                mode=types.QueueExecutionMode.drain,
-                max_concurrent_tasks=concurrency,
-            )
-        )
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(runner), cap)
-        elapsed = time.perf_counter() - start
-        pgq.shutdown.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(runner, 30)
-        return done / elapsed
-
-
-async def _pgq_wake(server: Postgres) -> float:
-    pgqueuer: Any = importlib.import_module("pgqueuer")
-    async with _pgqueuer(server) as (queries, driver):
-        pgq = pgqueuer.PgQueuer(await driver())
-        started: dict[bytes, float] = {}
-        arrived = asyncio.Event()
-
-        async def stamp(job: Any) -> None:
-            started[job.payload] = time.perf_counter()
-            arrived.set()
-
-        pgq.entrypoint("stamp")(stamp)
-
-        runner = asyncio.ensure_future(pgq.run())
-        await asyncio.sleep(0.5)  # its listener is up
-        samples: list[float] = []
-        for pause in PAUSES:
-            await asyncio.sleep(pause)
-            token = uuid.uuid4().hex.encode()
-            arrived.clear()
-            sent = time.perf_counter()
-            await queries.enqueue("stamp", token)
-            while token not in started:
-                await asyncio.wait_for(arrived.wait(), 30)
-                arrived.clear()
-            samples.append(started[token] - sent)
-        pgq.shutdown.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(runner, 30)
-        return statistics.median(samples) * 1000
-
-
-def pgqueuer_row(server: Postgres, n: int, cap: float) -> Row:
-    """pgqueuer's figures on the same measures."""
-    return {
-        "enqueue": asyncio.run(_pgq_enqueue(server, n, cap)),
-        "many": asyncio.run(_pgq_many(server, n)),
-        "drain_c4": asyncio.run(_pgq_drain(server, n, cap, 4)),
-        "drain_c16": asyncio.run(_pgq_drain(server, n, cap, 16)),
-        "wake_ms": asyncio.run(_pgq_wake(server)),
-    }
+def peer_row(name: str, server: Postgres, n: int, cap: float) -> Row | str:
+    """The row of peer ``name``, or a one-line note on why it was skipped."""
+    available, row = PEERS[name]
+    problem = available()
+    if problem is not None:
+        return problem
+    try:
+        return row(server, n, cap)
+    except Exception as error:  # a peer's failure skips that peer, never the run
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"its run failed: {type(error).__name__}: {first}"[:200]
 
 
 # ---------------------------------------------------------------------- report
@@ -239,7 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", default=DEFAULT_POSTGRES_DSN)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=2.0, help="time cap of a measure")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma list of the peers to run (default: all of {', '.join(PEERS)})",
+    )
     args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in PEERS]
+    if unknown:
+        parser.error(f"unknown peer {unknown[0]!r}; choose among {', '.join(PEERS)}")
     server = Postgres(args.dsn)
     if not server.available():
         print(f"no PostgreSQL: {server.problem}")
@@ -248,17 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     for twin in ("async", "sync"):
         rows[f"omniq {twin}"] = omniq_row(server, twin, args.tasks, args.seconds)
         print(f"omniq {twin}: {rows[f'omniq {twin}']}", flush=True)
-    problem = pgqueuer_available()
-    if problem is None:
-        rows["pgqueuer"] = pgqueuer_row(server, args.tasks, args.seconds)
-        print(f"pgqueuer: {rows['pgqueuer']}", flush=True)
-    else:
-        print(f"pgqueuer skipped: {problem}")
+    for name in wanted:
+        result = peer_row(name, server, args.tasks, args.seconds)
+        if isinstance(result, str):
+            print(f"{name} skipped: {result}", flush=True)
+        else:
+            rows[name] = result
+            print(f"{name}: {result}", flush=True)
     print()
     print(table(rows))
     print(
         f"\n(factor: omniq against the best peer; tasks per measure at most {args.tasks:,}, "
-        f"{args.seconds:g} s cap; noop tasks: {tasks.NOOP})"
+        f"{args.seconds:g} s cap; noop tasks: {tasks.NOOP}; ran_*: tasks each drain ran)"
     )
     return 0
 
