@@ -7,6 +7,7 @@ processes: each call appends one line to the file it is given.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 NOT_CALLABLE = 42
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("task_functions_mark", default="unset")
 
 
 def _append(path: str, line: str) -> None:
@@ -41,6 +43,17 @@ def add(a: int, b: int) -> int:
 async def async_add(a: int, b: int) -> int:
     await asyncio.sleep(0)
     return a + b
+
+
+def set_mark(value: str) -> str:
+    """Set a contextvar and leave it set: it must not leak into the next task."""
+    MARK.set(value)
+    return value
+
+
+def read_mark() -> str:
+    """The contextvar :func:`set_mark` sets, as this task sees it."""
+    return MARK.get()
 
 
 def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -418,6 +418,18 @@ async def test_concurrency_runs_tasks_at_the_same_time(
         assert await omniq.get_result(task_id) == 4
 
 
+async def test_what_a_task_sets_in_a_contextvar_never_reaches_the_next_task(
+    omniq: AsyncOmniQ,
+) -> None:
+    # One slot runs both, one after the other (in the blocking twin on one thread).
+    first = await omniq.enqueue("task_functions.set_mark", args=["first"])
+    second = await omniq.enqueue("task_functions.read_mark")
+    async with omniq.worker_pool(concurrency=1) as workers:
+        assert await workers.process_tasks(limit=2) == 2
+    assert await omniq.get_result(first) == "first"
+    assert await omniq.get_result(second) == "unset"
+
+
 async def test_limit_caps_claims_even_with_spare_concurrency(omniq: AsyncOmniQ, out: str) -> None:
     for i in range(10):
         await omniq.enqueue("task_functions.record", args=[out, i])

@@ -419,6 +419,18 @@ def test_concurrency_runs_tasks_at_the_same_time(
         assert omniq.get_result(task_id) == 4
 
 
+def test_what_a_task_sets_in_a_contextvar_never_reaches_the_next_task(
+    omniq: OmniQ,
+) -> None:
+    # One slot runs both, one after the other (in the blocking twin on one thread).
+    first = omniq.enqueue("task_functions.set_mark", args=["first"])
+    second = omniq.enqueue("task_functions.read_mark")
+    with omniq.worker_pool(concurrency=1) as workers:
+        assert workers.process_tasks(limit=2) == 2
+    assert omniq.get_result(first) == "first"
+    assert omniq.get_result(second) == "unset"
+
+
 def test_limit_caps_claims_even_with_spare_concurrency(omniq: OmniQ, out: str) -> None:
     for i in range(10):
         omniq.enqueue("task_functions.record", args=[out, i])
