@@ -58,6 +58,12 @@ class TaskRecord:
     history: str | None = None  # JSON list of attempts (omniq.history), oldest first
     worker: str | None = None  # the pool that claimed the task last
 
+    def copy(self) -> TaskRecord:
+        """A shallow copy (every field is immutable): ``copy.copy`` at a quarter of its cost."""
+        twin = object.__new__(TaskRecord)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the file backend's format)."""
         return {name: getattr(self, name) for name in RECORD_FIELDS}

@@ -7,7 +7,6 @@ process; share one instance between the queue and the workers that should see th
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import heapq
 import os
@@ -92,7 +91,7 @@ class MemoryStorage(BaseStorage):
             if holder is not None:
                 ids.append(holder)
                 continue
-            stored = copy.copy(record)
+            stored = record.copy()
             self._tasks[record.id] = stored
             if key is not None and stored.status in _ACTIVE:
                 self._unique[key] = record.id
@@ -134,7 +133,7 @@ class MemoryStorage(BaseStorage):
                 record.started_at = now
                 record.updated_at = now
                 record.worker = worker
-                claimed.append(copy.copy(record))
+                claimed.append(record.copy())
         return claimed
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
@@ -212,7 +211,7 @@ class MemoryStorage(BaseStorage):
         """RUNNING tasks whose lease has run out."""
         with self._guard:
             found = [
-                copy.copy(record)
+                record.copy()
                 for record in self._tasks.values()
                 if record.status == "running"
                 and record.lease_until is not None
@@ -224,7 +223,7 @@ class MemoryStorage(BaseStorage):
         """A copy of the task, or ``None``."""
         with self._guard:
             record = self._tasks.get(task_id)
-            return copy.copy(record) if record is not None else None
+            return record.copy() if record is not None else None
 
     def next_eta(self, queues: Sequence[str] | None = None) -> float | None:
         """The earliest pending eta among the queues asked for."""
@@ -239,7 +238,7 @@ class MemoryStorage(BaseStorage):
         """Tasks, newest change first, optionally of one status and one queue."""
         with self._guard:
             found = [
-                copy.copy(record)
+                record.copy()
                 for record in self._tasks.values()
                 if (status is None or record.status == status)
                 and (queue is None or record.queue == queue)
@@ -250,7 +249,7 @@ class MemoryStorage(BaseStorage):
     def find_tasks(self, query: TaskFilter, limit: int, offset: int = 0) -> list[TaskRecord]:
         """Tasks matching ``query``, newest change first."""
         with self._guard:
-            found = [copy.copy(record) for record in self._tasks.values() if query.matches(record)]
+            found = [record.copy() for record in self._tasks.values() if query.matches(record)]
         found.sort(key=lambda record: record.updated_at, reverse=True)
         return found[offset : offset + limit]
 
@@ -336,12 +335,12 @@ class MemoryStorage(BaseStorage):
         """A copy of the named record, or ``None``."""
         with self._guard:
             record = self._state.get((kind, name))
-            return None if record is None else copy.copy(record)
+            return None if record is None else dataclasses.replace(record)
 
     def list_state(self, kind: str) -> list[StateRecord]:
         """Copies of every record of ``kind``, by name."""
         with self._guard:
-            found = [copy.copy(r) for (k, _), r in self._state.items() if k == kind]
+            found = [dataclasses.replace(r) for (k, _), r in self._state.items() if k == kind]
         return sorted(found, key=lambda record: record.name)
 
     def delete_state(self, kind: str, name: str) -> bool:
