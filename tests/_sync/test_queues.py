@@ -75,6 +75,26 @@ def test_enqueue_many_and_the_bare_queue_take_the_same_options(
     assert task is not None and (task["queue"], task["priority"]) == ("b", 100)
 
 
+def test_a_batch_keeps_the_options_its_first_item_leaves_out(omniq: OmniQ) -> None:
+    # The first item sets no option; later ones set what it left None (a store may
+    # choose its columns from the first record: it must notice the others).
+    later = utcnow() + dt.timedelta(hours=1)
+    ids = omniq.enqueue_many(
+        [
+            {"func_path": "task_functions.add", "args": [1, 1]},
+            {"func_path": "task_functions.add", "args": [2, 2], "timeout": 5, "eta": later},
+            {"func_path": "task_functions.add", "args": [3, 3], "interval": 60, "max_retries": 2},
+            *({"func_path": "task_functions.add", "args": [i, i]} for i in range(100)),
+        ]
+    )
+    first, timed, repeating = [omniq.get_task(task_id) for task_id in ids[:3]]
+    assert first is not None and timed is not None and repeating is not None
+    assert (first.timeout, first.interval) == (None, None)
+    assert timed.timeout == 5 and abs((timed.eta - later).total_seconds()) < 0.001
+    assert repeating.interval == dt.timedelta(seconds=60) and repeating.max_retries == 2
+    assert [(omniq.get_task(task_id)).args for task_id in ids[3:5]] == [(0, 0), (1, 1)]
+
+
 # ---------------------------------------------------------------------- claim order
 
 
