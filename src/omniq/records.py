@@ -26,7 +26,7 @@ from omniq import limits
 from omniq._validation import check_text
 from omniq.history import decode_history
 from omniq.models import STATUS_OF, ErrorType, Task, TaskError, TaskStatus, trusted_task
-from omniq.serialization import JsonSerializer, Serializer, encode, plain_payload
+from omniq.serialization import NO_ARGUMENTS, JsonSerializer, Serializer, encode, plain_payload
 
 
 @dataclass
@@ -213,6 +213,8 @@ def record_from_task(task: Task, serializer: Serializer, payload: str | None = N
 def _decode_payload(
     record: TaskRecord, serializer: Serializer
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if record.payload == NO_ARGUMENTS and type(serializer) is JsonSerializer:
+        return (), {}  # the payload of a task called without arguments: nothing to decode
     payload = serializer.loads(record.payload)
     args, kwargs = payload["args"], payload["kwargs"]
     if not isinstance(args, list) or not isinstance(kwargs, dict):

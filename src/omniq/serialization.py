@@ -147,6 +147,9 @@ def _revive(obj: dict[str, Any]) -> Any:
 # One encoder and one decoder, made once: json.dumps/loads with options build new ones per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder(object_hook=_revive)
+# Text without the tag (nor an escape that could spell it) has no tagged value: it
+# decodes without calling back into Python for every object.
+_PLAIN_DECODER = json.JSONDecoder()
 
 
 class JsonSerializer:
@@ -158,7 +161,9 @@ class JsonSerializer:
 
     def loads(self, text: str) -> Any:
         """Decode JSON text written by :meth:`dumps`."""
-        return _DECODER.decode(text)
+        if TAG in text or "\\u" in text:
+            return _DECODER.decode(text)
+        return _PLAIN_DECODER.decode(text)
 
 
 DEFAULT_SERIALIZER: Serializer = JsonSerializer()

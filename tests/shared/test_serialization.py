@@ -44,6 +44,14 @@ def test_round_trip(value: Any) -> None:
     assert type(decoded) is type(value)
 
 
+def test_a_tag_spelled_with_escapes_still_decodes_to_its_value() -> None:
+    # Text without the tag skips the tag decoder: an escaped key must not slip by it.
+    value = uuid.UUID(int=7)
+    text = '{"\\u005f_omniq__":"uuid","v":"' + str(value) + '"}'
+    assert JsonSerializer().loads(text) == value
+    assert JsonSerializer().loads('{"a":[1,"\\u00e9"]}') == {"a": [1, "é"]}
+
+
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
