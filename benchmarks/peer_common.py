@@ -13,8 +13,10 @@ import importlib
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+from benchmarks.common import Postgres
 
 PAUSES = (0.05, 0.1, 0.25, 0.5, 0.05, 0.1, 0.25, 0.5)  # idle pauses before each wake-up sample
 WAKE_TIMEOUT = 30.0  # seconds a wake-up sample may wait for its task
@@ -130,3 +132,31 @@ class Stamps:
                 self.arrived.clear()
             samples.append(self.at[token] - sent)
         return statistics.median(samples) * 1000
+
+
+def measured_row(
+    server: Postgres,
+    n: int,
+    cap: float,
+    *,
+    enqueue: Callable[[Postgres, int, float], Coroutine[Any, Any, float]],
+    many: Callable[[Postgres, int], Coroutine[Any, Any, float]],
+    drain: Callable[[Postgres, int, float, int], Coroutine[Any, Any, tuple[float, int]]],
+    wake: Callable[[Postgres], Coroutine[Any, Any, float]],
+) -> Row:
+    """A peer's row from its measures, each on an event loop of its own, with how many
+    tasks each drain ran."""
+    enqueued = asyncio.run(enqueue(server, n, cap))
+    batch = asyncio.run(many(server, n))
+    c4, ran4 = asyncio.run(drain(server, n, cap, 4))
+    c16, ran16 = asyncio.run(drain(server, n, cap, 16))
+    woken = asyncio.run(wake(server))
+    return {
+        "enqueue": enqueued,
+        "many": batch,
+        "drain_c4": c4,
+        "drain_c16": c16,
+        "wake_ms": woken,
+        "ran_c4": ran4,
+        "ran_c16": ran16,
+    }

@@ -21,6 +21,7 @@ from benchmarks.peer_common import (
     capped,
     checked,
     load,
+    measured_row,
     missing,
     rate,
 )
@@ -124,17 +125,4 @@ async def _wake(server: Postgres) -> float:
 
 def row(server: Postgres, n: int, cap: float) -> Row:
     """pgqueuer's figures, with how many tasks each drain ran."""
-    enqueue = asyncio.run(_enqueue(server, n, cap))
-    many = asyncio.run(_many(server, n))
-    c4, ran4 = asyncio.run(_drain(server, n, cap, 4))
-    c16, ran16 = asyncio.run(_drain(server, n, cap, 16))
-    wake = asyncio.run(_wake(server))
-    return {
-        "enqueue": enqueue,
-        "many": many,
-        "drain_c4": c4,
-        "drain_c16": c16,
-        "wake_ms": wake,
-        "ran_c4": ran4,
-        "ran_c16": ran16,
-    }
+    return measured_row(server, n, cap, enqueue=_enqueue, many=_many, drain=_drain, wake=_wake)
