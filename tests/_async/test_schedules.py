@@ -153,8 +153,12 @@ async def test_a_schedule_of_a_missing_function_fails_each_fire_alone(
         for task in await omniq.list_tasks(limit=100)
         if task["func_path"] == "task_functions.no_longer_here"
     ]
-    assert ghosts and all(task["status"] == TaskStatus.FAILED for task in ghosts)
-    assert {task["error"].error_type for task in ghosts} <= {"import", "forbidden"}
+    # A fire stored as the run ended may still wait, never run (on a busy machine):
+    # every fire that ran failed at once, and none was retried.
+    ran = [task for task in ghosts if task["status"] != TaskStatus.PENDING]
+    assert ran and all(task["status"] == TaskStatus.FAILED for task in ran)
+    assert all(task["attempts"] == 0 for task in ghosts if task["status"] == TaskStatus.PENDING)
+    assert {task["error"].error_type for task in ran} <= {"import", "forbidden"}
     assert await fired(omniq, "alive")
 
 
