@@ -34,7 +34,10 @@ from omniq.records import (
 # Claimed rows in claim order: higher priority, then earlier eta, then id.
 _PRIORITY, _ETA, _ID = (RECORD_FIELDS.index(name) for name in ("priority", "eta", "id"))
 
-_INSERT_ALL = sql.insert_of(RECORD_FIELDS, False)
+# Rows per multi-row insert of a batch, largest first. SQLite's time a row, 10,000
+# rows in one transaction: 12.0 µs one a row (executemany), 7.0 in chunks of 20,
+# 6.3 in chunks of 200 or 500.
+MULTI_ROW_CHUNKS = (200, 20)
 Items = Sequence[tuple[str, str, Transition]]
 
 
@@ -108,7 +111,7 @@ def add_in(conn: sqlite3.Connection, new: Sequence[TaskRecord]) -> list[str]:
     """
     ids = [record.id for record in new]
     if all(record.unique_key is None for record in new):
-        conn.executemany(*_batch_insert(new))  # one statement for all of them
+        _insert_rows(conn, *_batch_columns(new))
         return ids
     inserts = [insert_of(record) for record in new]
     position = 0
@@ -128,8 +131,8 @@ def add_in(conn: sqlite3.Connection, new: Sequence[TaskRecord]) -> list[str]:
     return ids
 
 
-def _batch_insert(new: Sequence[TaskRecord]) -> tuple[str, list[tuple[object, ...]]]:
-    """The insert of a batch without unique keys, and its rows.
+def _batch_columns(new: Sequence[TaskRecord]) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
+    """The columns of a batch without unique keys, and its rows of those columns.
 
     The columns are those the first record sets, when no record sets another (the
     records of one ``enqueue_many`` leave the same ones None): a column left out takes
@@ -137,7 +140,7 @@ def _batch_insert(new: Sequence[TaskRecord]) -> tuple[str, list[tuple[object, ..
     column. Otherwise every column.
     """
     if not new:
-        return _INSERT_ALL, []
+        return RECORD_FIELDS, []
     first = new[0].__dict__
     unset = [name for name, value in first.items() if value is None]
     if len(unset) > 1:
@@ -145,8 +148,40 @@ def _batch_insert(new: Sequence[TaskRecord]) -> tuple[str, list[tuple[object, ..
         if all(nulls(record).count(None) == len(unset) for record in new):
             names = tuple(name for name, value in first.items() if value is not None)
             values = operator.attrgetter(*names)
-            return sql.insert_of(names, False), [values(record) for record in new]
-    return _INSERT_ALL, [tuple(record.__dict__.values()) for record in new]
+            return names, [values(record) for record in new]
+    return RECORD_FIELDS, [tuple(record.__dict__.values()) for record in new]
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, columns: tuple[str, ...], rows: Sequence[tuple[object, ...]]
+) -> None:
+    """Insert ``rows`` of ``columns`` in multi-row inserts of a few fixed sizes.
+
+    Each size in ``MULTI_ROW_CHUNKS`` that fits SQLite's limit of bound values takes
+    as many whole chunks as are left; the last few rows go through the one-row
+    statement. Fixed sizes keep the connection's statement cache at a few statements
+    per column set, not one per batch size.
+    """
+    limit = _variable_limit(conn) // len(columns)
+    start = 0
+    for per in MULTI_ROW_CHUNKS:
+        if per > limit or len(rows) - start < per:
+            continue
+        statement = sql.insert_rows_of(columns, per)
+        while len(rows) - start >= per:
+            conn.execute(statement, [value for row in rows[start : start + per] for value in row])
+            start += per
+    if start < len(rows):
+        conn.executemany(sql.insert_of(columns, False), rows[start:])
+
+
+def _variable_limit(conn: sqlite3.Connection) -> int:
+    """How many values one statement may bind (999 where Python cannot ask: 3.10)."""
+    getlimit = getattr(conn, "getlimit", None)
+    category = getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)  # Python 3.11+
+    if getlimit is None or category is None:
+        return 999  # SQLite's smallest default (before 3.32)
+    return int(getlimit(category))
 
 
 def _holder(conn: sqlite3.Connection, unique_key: str) -> str:

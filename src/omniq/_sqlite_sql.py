@@ -202,6 +202,17 @@ def insert_of(columns: tuple[str, ...], unique: bool) -> str:
     return sql
 
 
+@functools.lru_cache(maxsize=16)
+def insert_rows_of(columns: tuple[str, ...], count: int) -> str:
+    """One insert of ``count`` rows of ``columns`` (no unique keys): a multi-row ``VALUES``.
+
+    SQLite inserts such a statement's rows in one step, about half the cost a row of
+    an ``executemany`` of single-row inserts, which steps and resets once a row.
+    """
+    row = "(" + ", ".join("?" for _ in columns) + ")"
+    return f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES {', '.join([row] * count)}"
+
+
 HOLDER = f"SELECT id FROM {TABLE} WHERE unique_key = ? AND status IN ('pending', 'running')"
 
 FINISH = f"""

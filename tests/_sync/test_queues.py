@@ -95,6 +95,19 @@ def test_a_batch_keeps_the_options_its_first_item_leaves_out(omniq: OmniQ) -> No
     assert [(omniq.get_task(task_id)).args for task_id in ids[3:5]] == [(0, 0), (1, 1)]
 
 
+def test_a_large_batch_stores_every_item_once_and_claims_them_in_order(
+    omniq: OmniQ,
+) -> None:
+    # 223 = chunks of 200 and 20 plus 3 rows: a store that inserts in chunks must
+    # neither drop, repeat nor reorder the rows at a chunk's edge.
+    items = [{"func_path": "task_functions.add", "args": [i, 1]} for i in range(223)]
+    ids = omniq.enqueue_many(items)
+    assert len(set(ids)) == 223
+    claimed = omniq.queue.dequeue_many(300)
+    assert [task.id for task in claimed] == ids
+    assert [task.args for task in claimed] == [(i, 1) for i in range(223)]
+
+
 # ---------------------------------------------------------------------- claim order
 
 
