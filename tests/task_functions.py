@@ -299,3 +299,12 @@ def failing_initializer() -> None:
 def echo_value(value: Any) -> Any:
     """Return ``value`` unchanged."""
     return value
+
+
+def call_later_on_a_thread(seconds: float, fn: Any) -> Any:
+    """Call ``fn()`` on a new thread after ``seconds``; the started ``threading.Timer``."""
+    import threading
+
+    timer = threading.Timer(seconds, fn)
+    timer.start()
+    return timer

@@ -67,42 +67,63 @@ async def asleep(seconds: float) -> None:
 class AsyncEvent:
     """A flag to wait on with a timeout (twin: ``threading.Event``).
 
-    ``asyncio.Event.wait`` has no timeout, so this adds one; ``wait`` returns
-    False on timeout, as ``threading.Event.wait`` does. ``asyncio.Event`` is not
-    thread-safe, while ``threading.Event.set`` may be called from any thread (a
-    producer thread, a signal handler): so ``set`` from another thread is handed
-    to the owning loop. Create it inside the running loop.
+    ``asyncio.Event.wait`` has no timeout, and ``asyncio.wait_for`` around it costs a
+    task of its own per wait (a worker pool waits once per loop turn), so this keeps
+    its own waiters: a future each, and a timer when there is a timeout. ``wait``
+    returns False on timeout, as ``threading.Event.wait`` does. A loop's futures are
+    not thread-safe, while ``threading.Event.set`` may be called from any thread (a
+    producer thread, a signal handler): so ``set`` from another thread is handed to
+    the owning loop. Create it inside the running loop.
     """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._flag = False
+        self._waiters: list[asyncio.Future[bool]] = []
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
 
     def set(self) -> None:
         """Set the flag and wake every waiter; safe to call from any thread."""
         if threading.get_ident() == self._thread_id:
-            self._event.set()
+            self._set_here()
         elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self._set_here)
+
+    def _set_here(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(True)
 
     def clear(self) -> None:
         """Reset the flag."""
-        self._event.clear()
+        self._flag = False
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
-        return self._event.is_set()
+        return self._flag
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes; return the flag."""
-        if self._event.is_set():
+        if self._flag:
             return True
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            flag: bool = await waiter
+        finally:
+            self._waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+        return flag
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 AsyncLock = asyncio.Lock
@@ -194,6 +215,8 @@ async def arun_blocking(fn: Callable[..., T], *args: Any) -> T:
 
 
 async def _await_with_timeout(awaitable: Any, timeout: float | None) -> Any:
+    if timeout is None:  # nothing to bound: no task of its own (about 16 µs a call)
+        return await awaitable
     task = asyncio.ensure_future(awaitable)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
