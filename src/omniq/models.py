@@ -261,6 +261,17 @@ _id_lock = threading.Lock()
 _random_bits = random.getrandbits  # reseeded by Python in a forked child
 
 
+def new_attempt_token() -> str:
+    """A claim's attempt token: 128 random bits in hex; unique, not secret.
+
+    It fences a stale worker's writes (each claim gets a new one). The bits come from
+    the ``random`` module's generator, reseeded by Python in a forked child, rather
+    than ``os.urandom``, which releases the GIL: a thread switch in every claim of a
+    busy pool.
+    """
+    return f"{_random_bits(128):032x}"
+
+
 def new_task_id() -> str:
     """A fresh, unique, time-ordered task id in the UUID version 7 layout (RFC 9562).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 
@@ -16,6 +17,7 @@ from omniq.models import (
     get_error_message,
     has_error,
     is_failed,
+    new_attempt_token,
     new_task_id,
     new_task_ids,
 )
@@ -117,3 +119,20 @@ def test_task_ids_of_a_batch_are_uuid7_in_increasing_order_and_the_next_id_follo
         # id ahead of the clock.
         assert before <= parsed.int >> 80 <= time.time_ns() // 1_000_000 + 5000 // 4096 + 1
     assert new_task_ids(0) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_attempt_tokens_are_128_bit_hex_and_a_forked_child_draws_other_ones() -> None:
+    tokens = {new_attempt_token() for _ in range(10_000)}
+    assert len(tokens) == 10_000
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first token, then exit at once
+        os.write(writer, new_attempt_token().encode())
+        os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 64).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child != new_attempt_token() and child not in tokens

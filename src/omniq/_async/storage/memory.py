@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import os
 from collections.abc import Sequence
 
 from omniq._async.storage.base import AsyncBaseStorage
 from omniq._concurrency import AsyncThreadGuard
+from omniq.models import new_attempt_token
 from omniq.records import (
     FINAL_STATUSES,
     STATUSES,
@@ -108,7 +108,7 @@ class AsyncMemoryStorage(AsyncBaseStorage):
         worker: str | None = None,
     ) -> list[TaskRecord]:
         """Take up to ``limit`` due tasks: highest priority, then earliest eta, then order."""
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         claimed: list[TaskRecord] = []
         with self._guard:
             levels = self._levels(queues)

@@ -24,6 +24,7 @@ from omniq._async.storage.base import AsyncBaseStorage
 from omniq._async.storage.sqlite_connection import DB_FILENAME, AsyncSQLiteConnection
 from omniq._sqlite_idle import IdleShortcut
 from omniq._wakeup import FinishedCallback, channel_for
+from omniq.models import new_attempt_token
 from omniq.records import StateRecord, TaskFilter, TaskRecord, Transition
 
 T = TypeVar("T")
@@ -116,7 +117,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """
         if await self._still_idle(now, queues):
             return []
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         generation = self._idle.write_begins()
         claimed, idle = await self._db.run(
             "claim", ops.claim, token, now, lease_until, limit, queues, worker
@@ -146,7 +147,7 @@ class AsyncSQLiteStorage(AsyncBaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return await super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         generation = self._idle.write_begins()
         finished, claimed, idle = await self._db.run(
             "finish_and_claim",

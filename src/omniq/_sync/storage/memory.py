@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import os
 from collections.abc import Sequence
 
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import ThreadGuard
+from omniq.models import new_attempt_token
 from omniq.records import (
     FINAL_STATUSES,
     STATUSES,
@@ -109,7 +109,7 @@ class MemoryStorage(BaseStorage):
         worker: str | None = None,
     ) -> list[TaskRecord]:
         """Take up to ``limit`` due tasks: highest priority, then earliest eta, then order."""
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         claimed: list[TaskRecord] = []
         with self._guard:
             levels = self._levels(queues)

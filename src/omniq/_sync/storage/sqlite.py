@@ -25,6 +25,7 @@ from omniq._sync.storage.base import BaseStorage
 from omniq._sync.storage.sqlite_connection import DB_FILENAME, SQLiteConnection
 from omniq._sqlite_idle import IdleShortcut
 from omniq._wakeup import FinishedCallback, channel_for
+from omniq.models import new_attempt_token
 from omniq.records import StateRecord, TaskFilter, TaskRecord, Transition
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class SQLiteStorage(BaseStorage):
         """
         if self._still_idle(now, queues):
             return []
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         generation = self._idle.write_begins()
         claimed, idle = self._db.run(
             "claim", ops.claim, token, now, lease_until, limit, queues, worker
@@ -147,7 +148,7 @@ class SQLiteStorage(BaseStorage):
         """Record outcomes and claim the next tasks in one transaction (one disk sync)."""
         if not items or limit <= 0:
             return super().finish_and_claim(items, now, lease_until, limit, queues, worker)
-        token = os.urandom(16).hex()
+        token = new_attempt_token()
         generation = self._idle.write_begins()
         finished, claimed, idle = self._db.run(
             "finish_and_claim",
