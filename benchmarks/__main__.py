@@ -65,7 +65,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--twins", default="async,sync", help="async, sync or both")
     parser.add_argument("--json", type=Path, default=Path("bench-results/latest.json"))
     parser.add_argument(
-        "--chart", type=Path, help="PNG path (default docs/performance.png; none with --quick)"
+        "--chart", help="PNG path, or 'none' (default docs/performance.png; none with --quick)"
     )
     parser.add_argument(
         "--huey",
@@ -104,7 +104,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.tasks is not None and args.tasks < 20:
         parser.error("--tasks must be at least 20")
     if args.chart is None and not args.quick:
-        args.chart = Path("docs/performance.png")
+        args.chart = "docs/performance.png"
+    args.chart = None if args.chart in (None, "none") else Path(args.chart)
     try:
         args.backend_list = select_backends(args.backends)
     except ValueError as error:
