@@ -105,6 +105,8 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncHandle": "Handle",
     "asleep": "sleep",
     "aspawn": "spawn",
+    "arun_isolated": "run_isolated",
+    "ASYNC_SLOTS_GO_ON": "SLOTS_GO_ON",
     "ajoin": "join",
     "arun_blocking": "run_blocking",
     "arun_callable": "run_callable",

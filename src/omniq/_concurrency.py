@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import inspect
 import signal
@@ -193,6 +194,25 @@ def aspawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Async
     blocking twin does.
     """
     return asyncio.get_running_loop().create_task(fn(*args), name=name)
+
+
+ASYNC_SLOTS_GO_ON = False
+"""Whether a pool's slot goes on to the next ready task itself (twin: ``SLOTS_GO_ON``).
+
+An asyncio task costs little to start and owns the context its task runs in, so each
+task gets a task of its own. Starting a task on a thread is a wake-up of another
+thread each way, so the blocking twin's slot keeps its thread and goes on (running
+each task in a fresh copy of the thread's context: see :func:`run_isolated`).
+"""
+
+
+async def arun_isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """``await fn(*args)``: a spawned asyncio task has a context of its own already.
+
+    Twin: ``fn(*args)`` in a fresh copy of the thread's context, so that what one
+    task sets in a contextvar never reaches the next task its slot runs.
+    """
+    return await fn(*args)
 
 
 async def ajoin(handles: Sequence[AsyncHandle], timeout: float | None = None) -> int:
@@ -409,6 +429,15 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Thread
     the copy the log correlation id would not follow a task onto its thread.
     """
     return THREADS.submit(fn, *args, name=name)
+
+
+SLOTS_GO_ON = True
+"""A pool's slot runs the next ready task on its own thread (see ``ASYNC_SLOTS_GO_ON``)."""
+
+
+def run_isolated(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a fresh copy of the current context (see :func:`arun_isolated`)."""
+    return contextvars.copy_context().run(fn, *args)
 
 
 def join(handles: Sequence[ThreadHandle], timeout: float | None = None) -> int:

@@ -129,10 +129,10 @@ class InlineExecutor:
     """Runs tasks inside the pool's process: the default executor of a worker pool.
 
     Coroutine functions run on the pool's event loop and plain functions on threads
-    (in the blocking twin: every task on a thread of its own, coroutine functions on
-    an event loop of that thread). A timeout cancels a coroutine; a plain function
-    past its timeout is failed as a timeout and its thread abandoned (see
-    ``omniq._concurrency``). The process executor
+    (in the blocking twin: every task on the thread of its pool slot, one after
+    another, coroutine functions on an event loop of that thread). A timeout cancels a
+    coroutine; a plain function past its timeout is failed as a timeout and its thread
+    abandoned (see ``omniq._concurrency``). The process executor
     (``omniq._async.process_executor``) offers the same interface.
     """
 

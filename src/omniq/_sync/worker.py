@@ -40,6 +40,7 @@ from omniq._sync.scheduler import Scheduler
 from omniq._sync.settling import Settler
 from omniq._sync.storage.base import BaseStorage
 from omniq._concurrency import (
+    SLOTS_GO_ON,
     Cancelled,
     Event,
     Handle,
@@ -48,6 +49,7 @@ from omniq._concurrency import (
     cancel,
     install_signal_handlers,
     join,
+    run_isolated,
     spawn,
 )
 from omniq._validation import (
@@ -514,15 +516,31 @@ class WorkerPool:
     def _start_ready(self) -> None:
         """Start claimed tasks while fewer than ``concurrency`` run."""
         with self._guard:
-            while self._ready and self._running < self.concurrency:
-                task = self._ready.popleft()
-                claimed = self._inflight.get(task.id)
-                if claimed is None:  # dropped: its lease was lost before it started
-                    continue
-                self._running += 1
-                claimed.task = task
-                claimed.started_at = time.time()
+            while (taken := self._take_ready()) is not None:
+                task, claimed = taken
                 claimed.handle = spawn(self._execute, task, name=f"omniq-task-{task.id}")
+
+    def _take_ready(self, fresh_after: float | None = None) -> tuple[Task, _Claimed] | None:
+        """The next ready task, counted as running, if a slot is free (under the lock).
+
+        With ``fresh_after`` (epoch seconds), only a task whose lease lasts beyond it:
+        a slot that goes on by itself must leave stale leases to the pool's renewal.
+        """
+        while self._ready and self._running < self.concurrency:
+            task = self._ready[0]
+            if fresh_after is not None and (
+                task.lease_until is None or task.lease_until.timestamp() < fresh_after
+            ):
+                return None
+            self._ready.popleft()
+            claimed = self._inflight.get(task.id)
+            if claimed is None:  # dropped: its lease was lost before it started
+                continue
+            self._running += 1
+            claimed.task = task
+            claimed.started_at = time.time()
+            return task, claimed
+        return None
 
     def _held_tasks(self) -> list[Task]:
         """Every task this pool holds a lease on (for the lease keeper)."""
@@ -597,6 +615,19 @@ class WorkerPool:
     # ------------------------------------------------------------------ one task
 
     def _execute(self, task: Task) -> None:
+        """Run ``task``, then ready tasks while there are any: one spawn per slot, not per task.
+
+        In the blocking twin a slot goes on to the next ready task by itself (see
+        ``omniq._concurrency.ASYNC_SLOTS_GO_ON``): that saves a hand-off through the
+        pool's loop per task, a thread wake-up each way, which short tasks pay more for
+        than for their run. Each task runs in a context of its own either way.
+        """
+        following: Task | None = task
+        while following is not None:
+            following = run_isolated(self._execute_one, following)
+
+    def _execute_one(self, task: Task) -> Task | None:
+        """Run one task and queue its outcome; return the ready task this slot runs next."""
         timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
             outcome = self._before_task(task)
@@ -615,16 +646,23 @@ class WorkerPool:
                 self._put_back(claimed)
             if self._wake is not None:
                 self._wake.set()
-            return
+            return None
         except Exception as error:  # executors report task errors: this is omniq's own bug
             omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
             outcome = Outcome(task, error=TaskError.from_exception(error))
+        taken = None
         with self._guard:
             self._running -= 1
             self._finished.append(outcome)
             self._batching.finished(outcome.duration, time.monotonic())
+            this = self._inflight.get(task.id)
+            if SLOTS_GO_ON and this is not None and not self._aborting:
+                taken = self._take_ready(fresh_after=time.time() + self.lease_timeout / 2)
+                if taken is not None:
+                    taken[1].handle = this.handle  # this slot runs it: stopping it stops both
         if self._wake is not None:
             self._wake.set()
+        return None if taken is None else taken[0]
 
     def _before_task(self, task: Task) -> Outcome | None:
         """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
