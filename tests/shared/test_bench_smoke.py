@@ -86,3 +86,17 @@ def test_the_package_holds_no_benchmark() -> None:
     assert not (package / "bench").exists()
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("omniq.bench")
+
+
+def test_the_hop_measure_prints_each_of_its_figures(tmp_path: Path, common: ModuleType) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hops", "--rounds", "20"],
+        cwd=tmp_path,
+        env=common.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("thread ping-pong", "aiosqlite no-op", "commit direct", "commit via aiosqlite"):
+        assert name in done.stdout
