@@ -82,8 +82,12 @@ def records_for(
     max_payload_bytes: int | None,
     allow: AllowList,
     check_paths: bool = True,
+    first_position: int = 0,
 ) -> list[TaskRecord]:
     """The validated, encoded records of ``enqueue_many`` items (see :func:`new_record`).
+
+    ``first_position`` is the first item's position in the caller's batch (errors name
+    it), when the batch is built a chunk at a time.
 
     What every item of one batch shares is worked out once: each distinct target's
     function and defaults, the time, the correlation id, and the ids (one lock for all).
@@ -97,7 +101,7 @@ def records_for(
     for position, item in enumerate(batch):
         if not item.keys() <= ENQUEUE_OPTIONS or "func_path" not in item:
             raise TypeError(
-                f"enqueue_many item {position} must have 'func_path' and only "
+                f"enqueue_many item {first_position + position} must have 'func_path' and only "
                 f"{sorted(ENQUEUE_OPTIONS)}; got keys {sorted(item)}"
             )
         get = item.get

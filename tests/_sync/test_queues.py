@@ -18,6 +18,7 @@ from conftest import TESTS_DIR, requires_persistence
 from processes import environment
 
 from omniq import OmniQ, TaskQueue, WorkerPool, Settings, TaskStatus
+from omniq._sync.queue import STREAM_CHUNK, STREAM_MIN
 from omniq._concurrency import join, sleep, spawn
 from omniq.models import AttemptOutcome
 
@@ -106,6 +107,32 @@ def test_a_large_batch_stores_every_item_once_and_claims_them_in_order(
     claimed = omniq.queue.dequeue_many(300)
     assert [task.id for task in claimed] == ids
     assert [task.args for task in claimed] == [(i, 1) for i in range(223)]
+
+
+def test_a_batch_built_in_chunks_stores_every_item_once_in_order(omniq: OmniQ) -> None:
+    # Past STREAM_MIN items the queue builds the batch a chunk at a time while the
+    # store takes it: the chunks' edges must neither drop, repeat nor reorder an item.
+    count = STREAM_MIN + STREAM_CHUNK // 2 + 3
+    ids = omniq.enqueue_many(
+        [{"func_path": "task_functions.add", "args": [i, 1]} for i in range(count)]
+    )
+    assert len(set(ids)) == count
+    claimed = omniq.queue.dequeue_many(count + 10)
+    assert [task.id for task in claimed] == ids
+    assert [task.args for task in claimed] == [(i, 1) for i in range(count)]
+
+
+def test_a_bad_item_deep_in_a_chunked_batch_stores_none_and_is_named(
+    omniq: OmniQ,
+) -> None:
+    items: list[dict[str, object]] = [
+        {"func_path": "task_functions.add", "args": [i, 1]} for i in range(STREAM_MIN + 100)
+    ]
+    bad = STREAM_MIN + 50  # in a chunk built after others went to the store
+    items[bad] = {"func_path": "task_functions.add", "colour": "red"}
+    with pytest.raises(TypeError, match=f"enqueue_many item {bad} "):
+        omniq.enqueue_many(items)
+    assert omniq.queue.dequeue_many(10) == []
 
 
 # ---------------------------------------------------------------------- claim order

@@ -18,7 +18,7 @@ key is stored).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
 from omniq._wakeup import FinishedCallback
@@ -82,6 +82,16 @@ class AsyncBaseStorage(ABC):
         records of one call (the first one with a key is stored), and between
         concurrent callers in any thread or process.
         """
+
+    async def add_stream(self, chunks: Iterable[Sequence[TaskRecord]]) -> list[str]:
+        """Store the records of ``chunks``, none with a unique key, all or none; their ids.
+
+        The queue hands a large ``enqueue_many`` over as chunks it builds on demand, so a
+        store whose server runs apart (PostgreSQL) can ingest one chunk while the next is
+        built; a chunk that cannot be built raises here, and nothing is stored. This
+        default builds them all, then calls :meth:`add`.
+        """
+        return await self.add([record for chunk in chunks for record in chunk])
 
     @abstractmethod
     async def claim(
