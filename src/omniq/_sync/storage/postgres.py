@@ -200,6 +200,8 @@ class PostgresStorage(BaseStorage):
 
         def noting_ids() -> Iterator[Sequence[TaskRecord]]:
             for chunk in chunks:
+                if any(record.unique_key is not None for record in chunk):
+                    raise StorageError("a streamed batch holds a unique key")  # an omniq bug
                 ids.extend(record.id for record in chunk)
                 yield chunk
 
@@ -213,8 +215,6 @@ class PostgresStorage(BaseStorage):
                 copy.set_types(sql.COPY_TYPES)
                 for chunk in chunks:
                     for record in chunk:
-                        if record.unique_key is not None:  # the queue never sends one
-                            raise StorageError("a streamed batch holds a unique key")
                         copy.write_row(sql.record_row(record))
             conn.execute(sql.NOTIFY, (self._channel,))
 
