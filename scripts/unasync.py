@@ -65,6 +65,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     # public twins (unasync's default would give SyncX)
     "AsyncOmniQ": "OmniQ",
     "AsyncTaskQueue": "TaskQueue",
+    "AsyncQueueAdmin": "QueueAdmin",
     "AsyncWorkerPool": "WorkerPool",
     "AsyncBaseStorage": "BaseStorage",
     "AsyncMemoryStorage": "MemoryStorage",

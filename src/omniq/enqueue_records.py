@@ -8,9 +8,10 @@ record is built exactly as :func:`omniq.tasks.create_task` would check it, witho
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from omniq import logging as omniq_logging
@@ -26,6 +27,7 @@ from omniq._validation import (
     normalize_unique_key,
 )
 from omniq.allowlist import AllowList
+from omniq.exceptions import StorageError
 from omniq.models import TaskStatus, new_task_id, new_task_ids
 from omniq.records import TaskRecord, encode_payload
 from omniq.serialization import NO_ARGUMENTS, JsonSerializer, Serializer
@@ -261,3 +263,22 @@ def log_stored(records: Sequence[TaskRecord], ids: Sequence[str]) -> bool:
                 task_id, record.func_path, record.unique_key, correlation_id=correlation_id
             )
     return stored
+
+
+@contextlib.contextmanager
+def reported_as_storage_errors() -> Iterator[None]:
+    """A store's failure to add tasks, as one clear ``StorageError`` at the enqueuing call.
+
+    Driver errors (``sqlite3.OperationalError``: disk full, read-only...) become one too;
+    anything else (a bad item found while a stream was built) passes through as it is.
+    """
+    try:
+        yield
+    except (OSError, StorageError) as error:
+        omniq_logging.log_storage_error("enqueue", str(error))
+        raise StorageError(f"could not store the task: {error}") from error
+    except Exception as error:
+        if type(error).__module__.split(".")[0] in ("sqlite3", "aiosqlite", "psycopg"):
+            omniq_logging.log_storage_error("enqueue", str(error))
+            raise StorageError(f"could not store the task: {error}") from error
+        raise

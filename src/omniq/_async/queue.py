@@ -5,7 +5,9 @@ the retry budget and backoff (:mod:`omniq.retry`), schedules the next run of
 interval tasks and recovers tasks whose worker died. The storage only persists.
 This module does the storage calls; the pure parts are shared by both twins:
 :mod:`omniq.enqueue_records` builds the records an enqueue stores, and
-:mod:`omniq.outcomes` plans what an outcome (or an expired lease) becomes.
+:mod:`omniq.outcomes` plans what an outcome (or an expired lease) becomes. Looking
+tasks up, listing, counting, cancelling, retrying and pruning them is the queue's
+admin half, inherited from :mod:`omniq._async.queue_admin`.
 """
 
 from __future__ import annotations
@@ -20,22 +22,17 @@ from typing import Any
 from omniq import logging as omniq_logging
 from omniq import retry
 from omniq._async.group_commit import AsyncGroupCommit
+from omniq._async.queue_admin import AsyncQueueAdmin
 from omniq._async.storage.adapter import as_storage
 from omniq._async.storage.base import AsyncBaseStorage
-from omniq._concurrency import asleep
 from omniq._validation import (
     check_task_id,
-    non_negative_int,
-    normalize_age,
     normalize_max_retries,
-    normalize_queue,
-    normalize_search,
-    positive_int,
     positive_number,
 )
 from omniq.allowlist import AllowList
 from omniq.blocking_storage import BlockingStorage
-from omniq.enqueue_records import log_stored, new_record, records_for
+from omniq.enqueue_records import log_stored, new_record, records_for, reported_as_storage_errors
 from omniq.exceptions import StorageError
 from omniq.models import Task, TaskError, TaskStatus
 from omniq.outcomes import (
@@ -49,13 +46,9 @@ from omniq.outcomes import (
     unrecoverable,
 )
 from omniq.records import (
-    FINAL_STATUSES,
-    STATUSES,
     Outcome,
-    TaskFilter,
     TaskRecord,
     from_epoch,
-    readable_task,
     task_from_record,
 )
 from omniq.serialization import DEFAULT_SERIALIZER, Serializer
@@ -66,11 +59,9 @@ _RECOVERY_BATCH = 100
 # the store STREAM_CHUNK items at a time (PostgreSQL: 47k -> 76k tasks/s, 10,000 tasks).
 STREAM_MIN = 1024
 STREAM_CHUNK = 512
-PRUNE_BATCH = 1000  # tasks deleted per transaction by prune(): a short hold of the write lock
-FINAL_STATUS_VALUES = tuple(sorted(FINAL_STATUSES))
 
 
-class AsyncTaskQueue:
+class AsyncTaskQueue(AsyncQueueAdmin):
     """The task queue engine: scheduling, claiming, retries and interval tasks.
 
     ``storage`` is any omniq storage (a blocking one works too). ``max_retries``
@@ -250,7 +241,7 @@ class AsyncTaskQueue:
 
     async def _store(self, records: list[TaskRecord]) -> list[str]:
         """Add ``records``; return the id standing for each (a unique key's holder, or its own)."""
-        with _reported_as_storage_errors():
+        with reported_as_storage_errors():
             ids = await self._adds.add(records)  # concurrent callers share commits
         if log_stored(records, ids):
             self.notify()
@@ -266,7 +257,7 @@ class AsyncTaskQueue:
                 built.extend(chunk)
                 yield chunk
 
-        with _reported_as_storage_errors():
+        with reported_as_storage_errors():
             ids = await self.storage.add_stream(chunks())
         if log_stored(built, ids):
             self.notify()
@@ -487,137 +478,6 @@ class AsyncTaskQueue:
             omniq_logging.log_storage_error("recover", str(error), task_id=record.id)
             return False
 
-    # ------------------------------------------------------------------ inspecting
-
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with this id, in any state, or ``None`` if there is none.
-
-        A task whose record is damaged is still returned, with what can be decoded
-        and an ``error`` that says what cannot (see :func:`omniq.records.readable_task`).
-        A malformed id (not a str, empty, NUL, a lone surrogate, over 255 characters)
-        raises ``ValueError``/``TypeError`` before the store is asked.
-        """
-        record = await self.storage.get(check_task_id(task_id))
-        return None if record is None else readable_task(record, self.serializer)
-
-    async def cancel(self, task_id: str) -> bool:
-        """Cancel a PENDING task; False if it is running, finished or unknown."""
-        return await self.storage.cancel(check_task_id(task_id), time.time())
-
-    async def list_tasks(
-        self,
-        status: TaskStatus | str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        queue: str | None = None,
-        *,
-        function: str | None = None,
-        id_contains: str | None = None,
-        parent_id: str | None = None,
-    ) -> list[Task]:
-        """Tasks, most recently changed first, optionally only those of ``status``/``queue``.
-
-        ``function`` and ``id_contains`` keep the tasks whose function path or id
-        contains that text; ``parent_id`` the next runs of that interval task.
-        ``limit`` is 1 to 2**31-1, ``offset`` 0 to 2**31-1. A damaged task is listed
-        with what can be decoded (see :meth:`get_task`); a record that is no task at
-        all (an unknown status) is skipped and logged.
-        """
-        wanted = None if status is None else TaskStatus(status).value
-        positive_int("limit", limit)
-        non_negative_int("offset", offset)
-        query = TaskFilter(
-            status=wanted,
-            queue=None if queue is None else normalize_queue(queue),
-            func_contains=normalize_search("function", function),
-            id_contains=normalize_search("id_contains", id_contains),
-            parent_id=None if parent_id is None else check_task_id(parent_id),
-        )
-        tasks: list[Task] = []
-        for record in await self.storage.find_tasks(query, limit, offset):
-            try:
-                tasks.append(readable_task(record, self.serializer))
-            except (ValueError, TypeError) as error:
-                omniq_logging.log_serialization_error("list", str(error), task_id=record.id)
-        return tasks
-
-    async def retry(self, task_id: str) -> bool:
-        """Run a FAILED or CANCELLED task again, now, with a fresh budget of executions."""
-        requeued = await self.storage.requeue(check_task_id(task_id), time.time())
-        if requeued:
-            self.notify()
-        return requeued
-
-    async def retry_failed(self, queue: str | None = None) -> int:
-        """Run every FAILED task (of ``queue``, or of all) again (see :meth:`retry`);
-        return how many."""
-        chosen = None if queue is None else normalize_queue(queue)
-        count = 0
-        kept = 0  # failed tasks that stay failed (their unique key is taken): skipped
-        while True:
-            batch = await self.storage.list_tasks(
-                TaskStatus.FAILED.value, _RECOVERY_BATCH, kept, chosen
-            )
-            if not batch:
-                return count
-            for record in batch:
-                # Straight to the store: ids read from it need no check (and one a
-                # foreign writer stored, too long for check_task_id, still retries).
-                if await self.storage.requeue(record.id, time.time()):
-                    count += 1
-                else:
-                    kept += 1
-            self.notify()
-
-    async def purge(
-        self,
-        older_than: dt.timedelta | float,
-        statuses: Sequence[TaskStatus | str] = (
-            TaskStatus.COMPLETED,
-            TaskStatus.FAILED,
-            TaskStatus.CANCELLED,
-        ),
-    ) -> int:
-        """Delete finished tasks that finished more than ``older_than`` ago; return how many.
-
-        Only final statuses (completed, failed, cancelled) can be purged.
-        """
-        age = normalize_age(older_than)
-        chosen = [TaskStatus(status) for status in statuses]
-        unfinished = [status.value for status in chosen if not status.is_final]
-        if unfinished:
-            raise ValueError(f"only finished tasks can be purged, not {', '.join(unfinished)}")
-        return await self.storage.purge(time.time() - age, [status.value for status in chosen])
-
-    async def prune(self, retention: float, batch: int = PRUNE_BATCH) -> int:
-        """Delete finished tasks (completed, failed, cancelled) that finished over
-        ``retention`` seconds ago, ``batch`` at a time; return how many.
-
-        Each batch is one short transaction, so producers and workers get the store
-        between batches, however many tasks are deleted in all.
-        """
-        before = time.time() - retention
-        deleted = 0
-        while True:
-            count = await self.storage.purge(before, FINAL_STATUS_VALUES, batch)
-            deleted += count
-            if count < batch:
-                return deleted
-            await asleep(0)  # let other callers of this store in between batches
-
-    async def stats(self) -> dict[str, Any]:
-        """Counts per status, their ``total``, ``next_eta``, and ``queues``: per queue,
-        its counts per status."""
-        per_queue = await self.storage.count_by_queue()
-        counts: dict[str, Any] = dict.fromkeys(STATUSES, 0)
-        for queue_counts in per_queue.values():
-            for status, count in queue_counts.items():
-                counts[status] += count
-        counts["total"] = sum(counts.values())
-        counts["next_eta"] = await self.next_eta()
-        counts["queues"] = {name: dict(per_queue[name]) for name in sorted(per_queue)}
-        return counts
-
     # ------------------------------------------------------------------ internals
 
     async def _held_task(self, task_id: str, task: Task | None) -> Task:
@@ -633,22 +493,3 @@ class AsyncTaskQueue:
     def _default_budget(self, default_max_retries: int | None) -> int:
         """The execution budget of a task stored without one (the caller's, or the queue's)."""
         return self.max_retries if default_max_retries is None else default_max_retries
-
-
-@contextlib.contextmanager
-def _reported_as_storage_errors() -> Iterator[None]:
-    """A store's failure to add tasks, as one clear ``StorageError`` at the enqueuing call.
-
-    Driver errors (``sqlite3.OperationalError``: disk full, read-only...) become one too;
-    anything else (a bad item found while a stream was built) passes through as it is.
-    """
-    try:
-        yield
-    except (OSError, StorageError) as error:
-        omniq_logging.log_storage_error("enqueue", str(error))
-        raise StorageError(f"could not store the task: {error}") from error
-    except Exception as error:
-        if type(error).__module__.split(".")[0] in ("sqlite3", "aiosqlite", "psycopg"):
-            omniq_logging.log_storage_error("enqueue", str(error))
-            raise StorageError(f"could not store the task: {error}") from error
-        raise
