@@ -32,6 +32,12 @@ from omniq._async.duties import (
     AsyncPruner,
 )
 from omniq._async.executor import AsyncExecutor, TaskReleased, log_lost
+from omniq._async.hook_calls import (
+    run_after_task_hooks,
+    run_before_task_hooks,
+    run_start_hooks,
+    run_stop_hooks,
+)
 from omniq._async.pool_executor import make_executor
 from omniq._async.queue import AsyncTaskQueue
 from omniq._async.registry import AsyncWorkerRegistry
@@ -44,7 +50,6 @@ from omniq._concurrency import (
     AsyncEvent,
     AsyncHandle,
     AsyncThreadGuard,
-    acall_hook,
     acancel,
     ainstall_signal_handlers,
     ajoin,
@@ -67,7 +72,7 @@ from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
 from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
-from omniq.models import ErrorType, Task, TaskError
+from omniq.models import Task, TaskError
 from omniq.records import Outcome
 from omniq.serialization import Serializer
 
@@ -280,8 +285,7 @@ class AsyncWorkerPool:
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
         self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
-        for hook in self._hooks["worker_start"]:
-            await acall_hook(hook)  # a failing start hook: the pool does not start
+        await run_start_hooks(self._hooks["worker_start"])  # one fails: the pool does not start
         await self.executor.start()
         self._started = True
         omniq_logging.log_worker_started(
@@ -324,11 +328,7 @@ class AsyncWorkerPool:
         await self._release_unfinished()
         await self._duties.stop()
         await self.executor.stop(0.0)
-        for hook in self._hooks["worker_stop"]:
-            try:
-                await acall_hook(hook)
-            except Exception as error:
-                omniq_logging.log_hook_error("on_worker_stop", error, worker=self.name)
+        await run_stop_hooks(self._hooks["worker_stop"], self.name)
         self._started = False
         if self._wake is not None:
             self.queue.remove_listener(self._wake.set)
@@ -629,10 +629,10 @@ class AsyncWorkerPool:
         """Run one task and queue its outcome; return the ready task this slot runs next."""
         timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
-            outcome = await self._before_task(task)
+            outcome = await run_before_task_hooks(self._hooks["before_task"], task)
             if outcome is None:
                 outcome = await self.executor.run(task, timeout, self.name)
-            await self._after_task(task, outcome)
+            await run_after_task_hooks(self._hooks["after_task"], task, outcome)
         except AsyncCancelled:
             with self._guard:
                 self._running -= 1
@@ -662,33 +662,6 @@ class AsyncWorkerPool:
         if self._wake is not None:
             self._wake.set()
         return None if taken is None else taken[0]
-
-    async def _before_task(self, task: Task) -> Outcome | None:
-        """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
-        for hook in self._hooks["before_task"]:
-            try:
-                await acall_hook(hook, task)
-            except AsyncCancelled:
-                raise
-            except Exception as error:
-                omniq_logging.log_hook_error(
-                    "before_task", error, task_id=task.id, correlation_id=task.correlation_id
-                )
-                failure = TaskError.from_exception(error, ErrorType.HOOK)
-                return Outcome(task, error=failure, started_at=time.time(), duration=0.0)
-        return None
-
-    async def _after_task(self, task: Task, outcome: Outcome) -> None:
-        """Run the after-task hooks; what they raise is logged, the outcome stands."""
-        for hook in self._hooks["after_task"]:
-            try:
-                await acall_hook(hook, task, outcome)
-            except AsyncCancelled:
-                raise
-            except Exception as error:
-                omniq_logging.log_hook_error(
-                    "after_task", error, task_id=task.id, correlation_id=task.correlation_id
-                )
 
 
 def _with_lease(task: Task, lease_until: dt.datetime) -> Task:

@@ -33,6 +33,12 @@ from omniq._sync.duties import (
     Pruner,
 )
 from omniq._sync.executor import Executor, TaskReleased, log_lost
+from omniq._sync.hook_calls import (
+    run_after_task_hooks,
+    run_before_task_hooks,
+    run_start_hooks,
+    run_stop_hooks,
+)
 from omniq._sync.pool_executor import make_executor
 from omniq._sync.queue import TaskQueue
 from omniq._sync.registry import WorkerRegistry
@@ -45,7 +51,6 @@ from omniq._concurrency import (
     Event,
     Handle,
     ThreadGuard,
-    call_hook,
     cancel,
     install_signal_handlers,
     join,
@@ -68,7 +73,7 @@ from omniq.blocking_storage import BlockingStorage
 from omniq.config import DEFAULT_RETENTION
 from omniq.exceptions import StorageError
 from omniq.hooks import F, Hooks
-from omniq.models import ErrorType, Task, TaskError
+from omniq.models import Task, TaskError
 from omniq.records import Outcome
 from omniq.serialization import Serializer
 
@@ -281,8 +286,7 @@ class WorkerPool:
         self.queue.add_listener(self._wake.set)
         self.queue.storage.subscribe(self._wake.set)
         self._hooks = self.hooks.snapshot()  # hooks registered before the pool starts
-        for hook in self._hooks["worker_start"]:
-            call_hook(hook)  # a failing start hook: the pool does not start
+        run_start_hooks(self._hooks["worker_start"])  # one fails: the pool does not start
         self.executor.start()
         self._started = True
         omniq_logging.log_worker_started(
@@ -325,11 +329,7 @@ class WorkerPool:
         self._release_unfinished()
         self._duties.stop()
         self.executor.stop(0.0)
-        for hook in self._hooks["worker_stop"]:
-            try:
-                call_hook(hook)
-            except Exception as error:
-                omniq_logging.log_hook_error("on_worker_stop", error, worker=self.name)
+        run_stop_hooks(self._hooks["worker_stop"], self.name)
         self._started = False
         if self._wake is not None:
             self.queue.remove_listener(self._wake.set)
@@ -630,10 +630,10 @@ class WorkerPool:
         """Run one task and queue its outcome; return the ready task this slot runs next."""
         timeout = task.timeout if task.timeout is not None else self.default_timeout
         try:
-            outcome = self._before_task(task)
+            outcome = run_before_task_hooks(self._hooks["before_task"], task)
             if outcome is None:
                 outcome = self.executor.run(task, timeout, self.name)
-            self._after_task(task, outcome)
+            run_after_task_hooks(self._hooks["after_task"], task, outcome)
         except Cancelled:
             with self._guard:
                 self._running -= 1
@@ -663,33 +663,6 @@ class WorkerPool:
         if self._wake is not None:
             self._wake.set()
         return None if taken is None else taken[0]
-
-    def _before_task(self, task: Task) -> Outcome | None:
-        """Run the before-task hooks; the outcome of a failed one (the task does not run)."""
-        for hook in self._hooks["before_task"]:
-            try:
-                call_hook(hook, task)
-            except Cancelled:
-                raise
-            except Exception as error:
-                omniq_logging.log_hook_error(
-                    "before_task", error, task_id=task.id, correlation_id=task.correlation_id
-                )
-                failure = TaskError.from_exception(error, ErrorType.HOOK)
-                return Outcome(task, error=failure, started_at=time.time(), duration=0.0)
-        return None
-
-    def _after_task(self, task: Task, outcome: Outcome) -> None:
-        """Run the after-task hooks; what they raise is logged, the outcome stands."""
-        for hook in self._hooks["after_task"]:
-            try:
-                call_hook(hook, task, outcome)
-            except Cancelled:
-                raise
-            except Exception as error:
-                omniq_logging.log_hook_error(
-                    "after_task", error, task_id=task.id, correlation_id=task.correlation_id
-                )
 
 
 def _with_lease(task: Task, lease_until: dt.datetime) -> Task:
