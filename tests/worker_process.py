@@ -6,12 +6,19 @@
 environment (``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
 more is due; ``serve`` runs until SIGINT/SIGTERM. Prints the number of task
 executions it finished, then ``ready`` is printed at start so tests can wait for it.
+A SIGINT/SIGTERM that arrives while no pool handles signals prints every thread's
+stack to stderr and exits 3 (see :func:`stopped_outside_the_pool`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
+import os
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
 from omniq import AsyncOmniQ, OmniQ, Settings
@@ -70,7 +77,28 @@ def work_sync(settings: Settings, args: argparse.Namespace) -> int:
             return pool.process_tasks(limit=10**9)
 
 
+def stopped_outside_the_pool(signum: int, _frame: FrameType | None) -> None:
+    """A signal that came while no pool handled signals: say where everything was, exit 3.
+
+    The pool handles SIGINT/SIGTERM itself while it serves and gives this handler back
+    afterwards, so this runs only when a signal lands before or after serving (in
+    start-up or shutdown): the test that sent it then fails with this evidence instead
+    of a bare -15.
+    """
+    print(f"signal {signum} arrived while no pool handled signals", file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    try:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+    except RuntimeError:  # no event loop running: the threads' stacks say it all
+        pass
+    sys.stderr.flush()
+    os._exit(3)
+
+
 def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stopped_outside_the_pool)
     args = options()
     if args.log:
         configure(level="INFO")  # to stderr: a test reads it to see what the worker does

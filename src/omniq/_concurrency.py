@@ -355,20 +355,25 @@ def ainstall_signal_handlers(on_signal: Callable[[int], None]) -> Callable[[], N
 
     The async twin uses the loop's handlers (they run on the loop, where the
     callback may touch loop objects). Outside the main thread, or where the loop
-    cannot take signal handlers, nothing is installed.
+    cannot take signal handlers, nothing is installed. Undoing it puts back the
+    handlers that were there before, as the blocking twin does (the loop's own
+    removal would leave the default, which kills the process on SIGTERM).
     """
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
         try:
             loop.add_signal_handler(signum, on_signal, signum)
         except (NotImplementedError, RuntimeError, ValueError):
             continue
-        installed.append(signum)
+        installed[signum] = previous
 
     def restore() -> None:
-        for signum in installed:
+        for signum, previous in installed.items():
             loop.remove_signal_handler(signum)
+            if previous is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, previous)
 
     return restore
 

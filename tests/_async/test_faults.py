@@ -130,6 +130,7 @@ async def test_heartbeat_keeps_a_long_task_from_running_twice(
     for process in processes:
         process.send_signal(signal.SIGTERM)
     for process in processes:
-        assert finish(process)[0] == 0
+        code, _, stderr = finish(process)
+        assert code == 0, stderr
     assert [line.split()[0] for line in lines(out)] == ["start", "end"]
     assert await status_of(omniq, task_id) == (TaskStatus.COMPLETED, 1)

@@ -2,16 +2,20 @@
 
 The worker pool waits on an :class:`~omniq._concurrency.AsyncEvent` once per turn of
 its loop, woken by finished tasks (on its loop or, in the blocking twin, threads) and
-by producers and signal handlers on other threads.
+by producers and signal handlers on other threads. While it serves it handles
+SIGINT/SIGTERM itself, and gives the process's own handlers back afterwards.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from types import FrameType
 
 from task_functions import call_later_on_a_thread
 
-from omniq._concurrency import AsyncEvent, ajoin, asleep, aspawn
+from omniq._concurrency import AsyncEvent, ainstall_signal_handlers, ajoin, asleep, aspawn
 
 
 async def test_an_event_wait_times_out_false_and_a_set_from_another_thread_wakes_it() -> None:
@@ -44,3 +48,30 @@ async def test_one_set_wakes_every_waiter_and_a_wait_after_it_returns_at_once() 
     started = time.monotonic()
     assert await event.wait(30.0) is True
     assert time.monotonic() - started < 5.0
+
+
+async def test_signal_handlers_take_sigterm_while_installed_and_then_give_it_back() -> None:
+    # A program with a SIGTERM handler of its own runs a pool for a while (process_tasks
+    # installs these): afterwards SIGTERM must reach its handler again, not kill it.
+    own: list[int] = []
+    pool: list[int] = []
+
+    def own_handler(signum: int, _frame: FrameType | None) -> None:
+        own.append(signum)
+
+    before = signal.signal(signal.SIGTERM, own_handler)
+    try:
+        restore = ainstall_signal_handlers(pool.append)
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 30.0
+        while not pool and time.monotonic() < deadline:
+            await asleep(0.01)
+        assert pool == [signal.SIGTERM] and own == []
+        restore()
+        assert signal.getsignal(signal.SIGTERM) is own_handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        while not own and time.monotonic() < deadline:
+            await asleep(0.01)
+        assert own == [signal.SIGTERM] and pool == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, before)
