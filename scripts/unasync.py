@@ -89,6 +89,7 @@ REPLACEMENTS: dict[str, str] = {  # on top of unasync's built-ins (__aenter__, A
     "AsyncWorkerRegistry": "WorkerRegistry",
     "AsyncScheduler": "Scheduler",
     "AsyncSettler": "Settler",
+    "AsyncClaimedTasks": "ClaimedTasks",
     # anchors in omniq._concurrency
     "AsyncEvent": "Event",
     "AsyncLock": "Lock",

@@ -4,7 +4,8 @@ One dispatcher loop claims tasks in batches (up to the free slots), hands each t
 the pool's executor on its own unit of concurrency (an asyncio task here, a thread
 in the blocking twin), records outcomes together with the next claim (backing off
 while the store fails, see ``omniq._async.settling``), and sleeps on an event that a
-finishing task, a same-process enqueue or ``stop()`` sets.
+finishing task, a same-process enqueue or ``stop()`` sets. Which claimed tasks are
+ready, running or finished is kept by ``omniq._async.claimed``.
 Background duties (lease renewal, recovery of dead workers' tasks, pruning of old
 history) run beside it as supervised loops of their own (``omniq._async.duties``).
 Both twins run coroutine functions and plain functions (see ``omniq._concurrency``).
@@ -12,18 +13,16 @@ Both twins run coroutine functions and plain functions (see ``omniq._concurrency
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from omniq import logging as omniq_logging
+from omniq._async.claimed import AsyncClaimedTasks, Claimed
 from omniq._async.duties import (
     AsyncDuties,
     AsyncDuty,
@@ -49,7 +48,6 @@ from omniq._concurrency import (
     AsyncCancelled,
     AsyncEvent,
     AsyncHandle,
-    AsyncThreadGuard,
     acancel,
     ainstall_signal_handlers,
     ajoin,
@@ -81,15 +79,6 @@ DEFAULT_CONCURRENCY = 4
 # After a stopped executor: how long its runs get to come back (they do at once;
 # generous for a busy machine).
 _STOPPED_RUNS_WAIT = 30.0
-
-
-@dataclass
-class _Claimed:
-    """A task this pool holds: ready to start, running (``handle``), or finished."""
-
-    task: Task
-    handle: AsyncHandle | None = None
-    started_at: float | None = None  # epoch seconds, for the attempt history
 
 
 class AsyncWorkerPool:
@@ -172,7 +161,9 @@ class AsyncWorkerPool:
             concurrency = DEFAULT_CONCURRENCY if processes is None else processes
         self.concurrency = positive_int("concurrency", concurrency)
         fixed_prefetch = None if prefetch is None else non_negative_int("prefetch", prefetch)
-        self._batching = Batching(self.concurrency, fixed_prefetch)
+        self._claims = AsyncClaimedTasks(
+            self.concurrency, Batching(self.concurrency, fixed_prefetch)
+        )
         self.poll_interval = positive_number("poll_interval", poll_interval)
         self.max_retries = normalize_max_retries(max_retries)
         self.default_timeout = normalize_timeout(default_timeout, "default_timeout")
@@ -200,11 +191,6 @@ class AsyncWorkerPool:
             serializer=queue.serializer,
             name=self.name,
         )
-        self._inflight: dict[str, _Claimed] = {}  # claimed, outcome not yet recorded
-        self._ready: deque[Task] = deque()  # claimed, waiting for a free slot
-        self._running = 0
-        self._finished: list[Outcome] = []  # run, outcome not yet recorded
-        self._guard = AsyncThreadGuard()
         self._wake: AsyncEvent | None = None
         self._duties = AsyncDuties(self.name)
         self._settler = AsyncSettler(
@@ -220,7 +206,7 @@ class AsyncWorkerPool:
     @property
     def prefetch(self) -> int:
         """Claimed tasks kept ready beyond those running, now (adaptive unless given)."""
-        return self._batching.prefetch()
+        return self._claims.batching.prefetch()
 
     def __repr__(self) -> str:
         return (
@@ -243,7 +229,9 @@ class AsyncWorkerPool:
     def duties(self) -> list[AsyncDuty]:
         """The background duties this pool runs beside its dispatcher."""
         chosen: list[AsyncDuty] = [
-            AsyncLeaseKeeper(self.queue, self.lease_timeout, self._held_tasks, self._drop_lost),
+            AsyncLeaseKeeper(
+                self.queue, self.lease_timeout, self._claims.held_tasks, self._drop_lost
+            ),
             AsyncLeaseRecovery(self.queue, self.lease_timeout / 3, self.max_retries),
         ]
         if self.retention is not None:
@@ -387,9 +375,9 @@ class AsyncWorkerPool:
             now = time.monotonic()
             if self._stopping and drain_deadline is None:
                 drain_deadline = now + (0.0 if self._aborting else self.shutdown_timeout)
-                if self._running and not self._aborting:
+                if self._claims.running and not self._aborting:
                     omniq_logging.get_logger().warning(
-                        f"{self.name} stopping: {self._running} running task(s) get "
+                        f"{self.name} stopping: {self._claims.running} running task(s) get "
                         f"{self.shutdown_timeout:g}s to finish (signal again to stop now)"
                     )
             out_of_time = deadline is not None and now >= deadline
@@ -400,14 +388,12 @@ class AsyncWorkerPool:
             if may_claim:
                 # Keep up to `prefetch` claimed tasks ready beyond those running, so a
                 # finishing task is replaced at once and claims come in batches.
-                with self._guard:  # finished tasks leave in the same call
-                    held = len(self._inflight) - len(self._finished)
-                    wanted = self.concurrency + self._batching.prefetch() - held
+                wanted = self._claims.wanted()
                 if limit is not None:
                     wanted = min(wanted, limit - claimed)
                 wanted = max(wanted, 0)
             self._start_ready()  # slots freed by finished tasks: no need to wait for the write
-            delay = self._write_delay() if may_claim else None
+            delay = self._claims.write_delay() if may_claim else None
             if delay is not None:  # every slot is busy: let the batch fill
                 await self._wake.wait(delay)
                 continue
@@ -415,7 +401,7 @@ class AsyncWorkerPool:
             claimed += got
             await self._renew_stale_ready()
             self._start_ready()
-            if not self._inflight:
+            if not self._claims:
                 if not may_claim:
                     break
                 # Nothing is due: a limited run returns rather than waits. Only a claim
@@ -449,31 +435,19 @@ class AsyncWorkerPool:
         meanwhile, so nothing is lost; a crash before the write leaves them RUNNING
         until their lease ends, then they run again.
         """
-        with self._guard:
-            outcomes, self._finished = self._finished, []
-            self._batching.written()
+        outcomes = self._claims.take_outcomes()
         if not outcomes and wanted <= 0:
             return 0, None
         settled = await self._settler.settle(outcomes, wanted)
-        with self._guard:
-            self._finished[:0] = settled.unrecorded
-            for task in settled.claimed:
-                self._inflight[task.id] = _Claimed(task)
-                self._ready.append(task)
+        self._claims.settled(settled.unrecorded, settled.claimed)
         return len(settled.claimed), settled.retry_in
-
-    def _write_delay(self) -> float | None:
-        """How long the unwritten outcomes may wait for more (see ``omniq.batching``)."""
-        with self._guard:
-            return self._batching.delay(len(self._finished), len(self._ready), time.monotonic())
 
     def _recorded(self, outcomes: Sequence[Outcome], held: Sequence[bool]) -> None:
         """Forget recorded outcomes' tasks; say which attempts had lost their task."""
-        with self._guard:
-            for outcome in outcomes:
-                self._inflight.pop(outcome.task.id, None)
-            self._processed += len(outcomes)
-            self._failed += sum(1 for outcome in outcomes if outcome.error is not None)
+        self._claims.recorded(outcomes)
+        # Only the dispatcher records (and, after it, shutdown): one writer of the counts.
+        self._processed += len(outcomes)
+        self._failed += sum(1 for outcome in outcomes if outcome.error is not None)
         for outcome, kept in zip(outcomes, held, strict=True):
             if not kept:
                 log_lost(self.name, outcome.task)
@@ -485,15 +459,7 @@ class AsyncWorkerPool:
         ready tasks that another worker has taken over since; starting one would run
         it twice. Those whose lease is gone are dropped.
         """
-        horizon = time.time() + self.lease_timeout / 2
-        with self._guard:
-            if not self._ready or self._running >= self.concurrency:
-                return
-            stale = [
-                task
-                for task in self._ready
-                if task.lease_until is None or task.lease_until.timestamp() < horizon
-            ]
+        stale = self._claims.stale_ready(time.time() + self.lease_timeout / 2)
         if not stale:
             return
         try:
@@ -504,56 +470,20 @@ class AsyncWorkerPool:
             omniq_logging.log_storage_error("heartbeat", error, worker=self.name)
             return
         renewed = dt.datetime.fromtimestamp(time.time() + self.lease_timeout, dt.timezone.utc)
-        kept = {task.id for task in stale} - set(lost)
-        with self._guard:
-            self._ready = deque(
-                _with_lease(task, renewed) if task.id in kept else task for task in self._ready
-            )
+        self._claims.renewed({task.id for task in stale} - set(lost), renewed)
         if lost:
             self._drop_lost(lost)
 
     def _start_ready(self) -> None:
         """Start claimed tasks while fewer than ``concurrency`` run."""
-        with self._guard:
-            while (taken := self._take_ready()) is not None:
-                task, claimed = taken
-                claimed.handle = aspawn(self._execute, task, name=f"omniq-task-{task.id}")
+        self._claims.start_ready(self._spawn)
 
-    def _take_ready(self, fresh_after: float | None = None) -> tuple[Task, _Claimed] | None:
-        """The next ready task, counted as running, if a slot is free (under the lock).
-
-        With ``fresh_after`` (epoch seconds), only a task whose lease lasts beyond it:
-        a slot that goes on by itself must leave stale leases to the pool's renewal.
-        """
-        while self._ready and self._running < self.concurrency:
-            task = self._ready[0]
-            if fresh_after is not None and (
-                task.lease_until is None or task.lease_until.timestamp() < fresh_after
-            ):
-                return None
-            self._ready.popleft()
-            claimed = self._inflight.get(task.id)
-            if claimed is None:  # dropped: its lease was lost before it started
-                continue
-            self._running += 1
-            claimed.task = task
-            claimed.started_at = time.time()
-            return task, claimed
-        return None
-
-    def _held_tasks(self) -> list[Task]:
-        """Every task this pool holds a lease on (for the lease keeper)."""
-        with self._guard:
-            return [claimed.task for claimed in self._inflight.values()]
+    def _spawn(self, task: Task) -> AsyncHandle:
+        return aspawn(self._execute, task, name=f"omniq-task-{task.id}")
 
     def _drop_lost(self, task_ids: list[str]) -> None:
         """Forget claimed tasks whose lease another worker took over, unless they run."""
-        with self._guard:
-            for task_id in task_ids:
-                claimed = self._inflight.get(task_id)
-                if claimed is not None and claimed.handle is None:
-                    del self._inflight[task_id]
-                    self._ready = deque(task for task in self._ready if task.id != task_id)
+        self._claims.drop_lost(task_ids)
         for task_id in task_ids:
             omniq_logging.get_logger().warning(
                 f"{self.name} lost task {task_id}: its lease was taken over"
@@ -582,9 +512,7 @@ class AsyncWorkerPool:
         longer be recorded (the attempt token is gone).
         """
         await self._settle_and_claim(0)
-        with self._guard:
-            self._ready.clear()
-            handles = [c.handle for c in self._inflight.values() if c.handle is not None]
+        handles = self._claims.stop_starting()
         stopped = bool(handles) and self.executor.stops_tasks
         if stopped:
             await self.executor.stop(0.0)
@@ -593,18 +521,14 @@ class AsyncWorkerPool:
         else:
             for handle in handles:
                 acancel(handle)
-        with self._guard:
-            unfinished = list(self._inflight.values())
+        unfinished = self._claims.unfinished()
         for claimed in unfinished:
             await self._put_back(claimed)
         if handles and not stopped:
             await ajoin(handles, 1.0)  # give cancelled coroutines a moment to unwind
-        with self._guard:
-            for claimed in unfinished:
-                self._inflight.pop(claimed.task.id, None)
-            self._finished.clear()
+        self._claims.forget(unfinished)
 
-    async def _put_back(self, claimed: _Claimed) -> None:
+    async def _put_back(self, claimed: Claimed) -> None:
         """Release a claimed task to PENDING without spending an attempt."""
         try:
             await self.queue.release(claimed.task, started_at=claimed.started_at, worker=self.name)
@@ -634,13 +558,10 @@ class AsyncWorkerPool:
                 outcome = await self.executor.run(task, timeout, self.name)
             await run_after_task_hooks(self._hooks["after_task"], task, outcome)
         except AsyncCancelled:
-            with self._guard:
-                self._running -= 1
+            self._claims.stopped()
             raise
         except TaskReleased:  # the executor stopped before the task finished
-            with self._guard:
-                self._running -= 1
-                claimed = self._inflight.pop(task.id, None)
+            claimed = self._claims.released(task.id)
             if claimed is not None:
                 await self._put_back(claimed)
             if self._wake is not None:
@@ -649,20 +570,10 @@ class AsyncWorkerPool:
         except Exception as error:  # executors report task errors: this is omniq's own bug
             omniq_logging.log_storage_error("execute", str(error), task_id=task.id)
             outcome = Outcome(task, error=TaskError.from_exception(error))
-        taken = None
-        with self._guard:
-            self._running -= 1
-            self._finished.append(outcome)
-            self._batching.finished(outcome.duration, time.monotonic())
-            this = self._inflight.get(task.id)
-            if ASYNC_SLOTS_GO_ON and this is not None and not self._aborting:
-                taken = self._take_ready(fresh_after=time.time() + self.lease_timeout / 2)
-                if taken is not None:
-                    taken[1].handle = this.handle  # this slot runs it: stopping it stops both
+        go_on = ASYNC_SLOTS_GO_ON and not self._aborting
+        following = self._claims.finished(
+            outcome, time.time() + self.lease_timeout / 2 if go_on else None
+        )
         if self._wake is not None:
             self._wake.set()
-        return None if taken is None else taken[0]
-
-
-def _with_lease(task: Task, lease_until: dt.datetime) -> Task:
-    return dataclasses.replace(task, lease_until=lease_until)
+        return following
