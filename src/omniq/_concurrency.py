@@ -391,34 +391,47 @@ ThreadGuard = threading.Lock
 
 
 class Waiter:
-    """One result that one thread waits for and another hands over (twin of ``AsyncWaiter``)."""
+    """One result that one thread waits for and another hands over (twin of ``AsyncWaiter``).
+
+    On a bare lock, held from the start and released by the hand-over, rather than a
+    ``threading.Event``: an Event is a Condition written in Python, whose every wait
+    allocates a lock of its own, and group commit makes one waiter per enqueue.
+    """
 
     def __init__(self) -> None:
-        self._done = threading.Event()
+        self._released = threading.Lock()
+        self._released.acquire()  # held until the result is handed over
+        self._done = False
         self._value: Any = None
         self._error: BaseException | None = None
 
     def set(self, value: Any) -> None:
-        """Hand over the result."""
-        self._value = value
-        self._done.set()
+        """Hand over the result (once)."""
+        if not self._done:
+            self._value = value
+            self._done = True
+            self._released.release()
 
     def fail(self, error: BaseException) -> None:
-        """Hand over an exception instead; :meth:`wait` raises it."""
-        self._error = error
-        self._done.set()
+        """Hand over an exception instead (once); :meth:`wait` raises it."""
+        if not self._done:
+            self._error = error
+            self._done = True
+            self._released.release()
 
     def wait(self) -> Any:
         """The result (or raise the exception) once handed over; waits in slices (Ctrl-C)."""
-        while not self._done.wait(0.2):
-            pass
+        if not self._done:
+            while not self._released.acquire(timeout=0.2):
+                pass
+            self._released.release()  # a later wait() returns at once
         if self._error is not None:
             raise self._error
         return self._value
 
     def handed(self) -> Any:
         """The result handed over so far, or ``None`` (nothing yet, or an exception)."""
-        return self._value if self._done.is_set() and self._error is None else None
+        return self._value if self._done and self._error is None else None
 
 
 Handle: TypeAlias = ThreadHandle

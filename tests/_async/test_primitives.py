@@ -13,9 +13,17 @@ import signal
 import time
 from types import FrameType
 
+import pytest
 from task_functions import call_later_on_a_thread
 
-from omniq._concurrency import AsyncEvent, ainstall_signal_handlers, ajoin, asleep, aspawn
+from omniq._concurrency import (
+    AsyncEvent,
+    AsyncWaiter,
+    ainstall_signal_handlers,
+    ajoin,
+    asleep,
+    aspawn,
+)
 
 
 async def test_an_event_wait_times_out_false_and_a_set_from_another_thread_wakes_it() -> None:
@@ -75,3 +83,31 @@ async def test_signal_handlers_take_sigterm_while_installed_and_then_give_it_bac
         assert own == [signal.SIGTERM] and pool == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+async def _hand_over(waiter: AsyncWaiter, value: str) -> None:
+    await asleep(0.05)
+    waiter.set(value)
+
+
+async def test_a_waiter_hands_over_one_result_and_ignores_later_ones() -> None:
+    # Group commit's callers wait on these: one result each, from another unit.
+    waiter = AsyncWaiter()
+    assert waiter.handed() is None
+    handle = aspawn(_hand_over, waiter, "first")
+    assert await waiter.wait() == "first"
+    await ajoin([handle], 30.0)
+    waiter.set("second")
+    waiter.fail(RuntimeError("too late"))
+    assert await waiter.wait() == "first"
+    assert waiter.handed() == "first"
+
+
+async def test_a_waiter_raises_the_error_handed_over_at_every_wait() -> None:
+    waiter = AsyncWaiter()
+    waiter.fail(ValueError("bad row"))
+    waiter.set("ignored")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bad row"):
+            await waiter.wait()
+    assert waiter.handed() is None

@@ -14,9 +14,17 @@ import signal
 import time
 from types import FrameType
 
+import pytest
 from task_functions import call_later_on_a_thread
 
-from omniq._concurrency import Event, install_signal_handlers, join, sleep, spawn
+from omniq._concurrency import (
+    Event,
+    Waiter,
+    install_signal_handlers,
+    join,
+    sleep,
+    spawn,
+)
 
 
 def test_an_event_wait_times_out_false_and_a_set_from_another_thread_wakes_it() -> None:
@@ -76,3 +84,31 @@ def test_signal_handlers_take_sigterm_while_installed_and_then_give_it_back() ->
         assert own == [signal.SIGTERM] and pool == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _hand_over(waiter: Waiter, value: str) -> None:
+    sleep(0.05)
+    waiter.set(value)
+
+
+def test_a_waiter_hands_over_one_result_and_ignores_later_ones() -> None:
+    # Group commit's callers wait on these: one result each, from another unit.
+    waiter = Waiter()
+    assert waiter.handed() is None
+    handle = spawn(_hand_over, waiter, "first")
+    assert waiter.wait() == "first"
+    join([handle], 30.0)
+    waiter.set("second")
+    waiter.fail(RuntimeError("too late"))
+    assert waiter.wait() == "first"
+    assert waiter.handed() == "first"
+
+
+def test_a_waiter_raises_the_error_handed_over_at_every_wait() -> None:
+    waiter = Waiter()
+    waiter.fail(ValueError("bad row"))
+    waiter.set("ignored")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bad row"):
+            waiter.wait()
+    assert waiter.handed() is None
