@@ -100,3 +100,18 @@ def test_the_hop_measure_prints_each_of_its_figures(tmp_path: Path, common: Modu
     assert done.returncode == 0, done.stderr
     for name in ("thread ping-pong", "aiosqlite no-op", "commit direct", "commit via aiosqlite"):
         assert name in done.stdout
+
+
+def test_the_enqueue_cost_measure_prints_each_workload(tmp_path: Path, common: ModuleType) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.enqueue_cpu", "--calls", "16", "--rounds", "1"],
+        cwd=tmp_path,
+        env=common.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for workload in ("one producer  omniq blocking", "one producer  omniq async", "8 threads"):
+        assert workload in done.stdout
+    assert "µs wall" in done.stdout and "µs CPU" in done.stdout
