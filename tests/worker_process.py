@@ -6,18 +6,20 @@
 environment (``Settings.from_env()``). ``drain`` runs every due task and exits when nothing
 more is due; ``serve`` runs until SIGINT/SIGTERM. Prints the number of task
 executions it finished, then ``ready`` is printed at start so tests can wait for it.
-A SIGINT/SIGTERM that arrives while no pool handles signals prints every thread's
-stack to stderr and exits 3 (see :func:`stopped_outside_the_pool`).
+A SIGINT/SIGTERM that arrives while no pool handles signals stops the process as the
+pool would have, and prints every thread's stack to stderr (see
+:func:`stopped_outside_the_pool`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
-import os
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -59,7 +61,9 @@ async def work_async(settings: Settings, args: argparse.Namespace) -> int:
     async with AsyncOmniQ(settings) as omniq:
         pool = omniq.worker_pool(**pool_options(args))
         async with pool:
-            print("ready", flush=True)
+            say_ready()
+            if STOP_REQUESTED:  # a signal came before the pool could handle it
+                return pool.processed
             if args.mode == "serve":
                 await pool.run()
                 return pool.processed
@@ -70,30 +74,45 @@ def work_sync(settings: Settings, args: argparse.Namespace) -> int:
     with OmniQ(settings) as omniq:
         pool = omniq.worker_pool(**pool_options(args))
         with pool:
-            print("ready", flush=True)
+            say_ready()
+            if STOP_REQUESTED:  # a signal came before the pool could handle it
+                return pool.processed
             if args.mode == "serve":
                 pool.run()
                 return pool.processed
             return pool.process_tasks(limit=10**9)
 
 
+STOP_REQUESTED: list[int] = []  # signals that came while no pool handled signals
+READY: dict[str, float] = {}  # when "ready" was being printed, and when that print returned
+
+
+def say_ready() -> None:
+    """Print ``ready`` (the tests wait for it), noting when."""
+    READY["printing"] = time.monotonic()
+    print("ready", flush=True)
+    READY["printed"] = time.monotonic()
+
+
 def stopped_outside_the_pool(signum: int, _frame: FrameType | None) -> None:
-    """A signal that came while no pool handled signals: say where everything was, exit 3.
+    """A signal that came while no pool handled signals: note where everything was, stop.
 
     The pool handles SIGINT/SIGTERM itself while it serves and gives this handler back
-    afterwards, so this runs only when a signal lands before or after serving (in
-    start-up or shutdown): the test that sent it then fails with this evidence instead
-    of a bare -15.
+    afterwards, so this runs only when a signal lands before or after serving (start-up,
+    shutdown). The process then stops as the pool would have (it does not start
+    serving; after serving it simply ends), and stderr says where every thread was and
+    how long ago ``ready`` was printed: CI has seen a worker's main thread still on that
+    print seconds after the test read its ``ready``, and this is the evidence to look at.
     """
-    print(f"signal {signum} arrived while no pool handled signals", file=sys.stderr)
+    STOP_REQUESTED.append(signum)
+    now = time.monotonic()
+    since = {name: f"{now - at:.3f}s ago" for name, at in READY.items()}
+    print(f"signal {signum} arrived while no pool handled signals; ready: {since}", file=sys.stderr)
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    try:
+    with contextlib.suppress(RuntimeError):  # no event loop: the threads' stacks say it all
         for task in asyncio.all_tasks():
             task.print_stack(file=sys.stderr)
-    except RuntimeError:  # no event loop running: the threads' stacks say it all
-        pass
     sys.stderr.flush()
-    os._exit(3)
 
 
 def main() -> None:
