@@ -407,15 +407,15 @@ class Waiter:
 
     def set(self, value: Any) -> None:
         """Hand over the result (once)."""
-        if not self._done:
-            self._value = value
-            self._done = True
-            self._released.release()
+        self._hand_over(value, None)
 
     def fail(self, error: BaseException) -> None:
         """Hand over an exception instead (once); :meth:`wait` raises it."""
-        if not self._done:
-            self._error = error
+        self._hand_over(None, error)
+
+    def _hand_over(self, value: Any, error: BaseException | None) -> None:
+        if not self._done:  # a later hand-over is ignored, as AsyncWaiter's future does
+            self._value, self._error = value, error
             self._done = True
             self._released.release()
 
