@@ -41,13 +41,22 @@ PRODUCER_THREADS = 8
 Cost = tuple[float, float]  # wall µs, CPU µs per call
 
 
-def _timed(calls: int, run: Callable[[], None]) -> Cost:
-    wall, cpu = time.perf_counter(), time.process_time()
-    run()
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _per_call(calls: int, started: tuple[float, float]) -> Cost:
+    wall, cpu = started
     return (
         (time.perf_counter() - wall) / calls * 1e6,
         (time.process_time() - cpu) / calls * 1e6,
     )
+
+
+def _timed(calls: int, run: Callable[[], None]) -> Cost:
+    started = _clocks()
+    run()
+    return _per_call(calls, started)
 
 
 def _threads(calls: int, call: Callable[[], object]) -> Cost:
@@ -89,13 +98,10 @@ def omniq_async_one(path: Path, calls: int) -> Cost:
     async def measure() -> Cost:
         async with AsyncOmniQ(_settings(path)) as omniq:
             await omniq.enqueue(tasks.NOOP)
-            wall, cpu = time.perf_counter(), time.process_time()
+            started = _clocks()
             for _ in range(calls):
                 await omniq.enqueue(tasks.NOOP)
-            return (
-                (time.perf_counter() - wall) / calls * 1e6,
-                (time.process_time() - cpu) / calls * 1e6,
-            )
+            return _per_call(calls, started)
 
     return asyncio.run(measure())
 
