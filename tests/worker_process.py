@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import os
 import signal
 import sys
 import time
@@ -107,12 +108,17 @@ def stopped_outside_the_pool(signum: int, _frame: FrameType | None) -> None:
     STOP_REQUESTED.append(signum)
     now = time.monotonic()
     since = {name: f"{now - at:.3f}s ago" for name, at in READY.items()}
-    print(f"signal {signum} arrived while no pool handled signals; ready: {since}", file=sys.stderr)
+    # Straight to the descriptor, as faulthandler writes: the interrupted main thread
+    # may be inside a write to sys.stderr, whose buffer refuses a reentrant call.
+    line = f"signal {signum} arrived while no pool handled signals; ready: {since}\n"
+    os.write(sys.stderr.fileno(), line.encode())
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    with contextlib.suppress(RuntimeError):  # no event loop: the threads' stacks say it all
+    # No event loop (RuntimeError), or sys.stderr busy in the interrupted thread (also
+    # RuntimeError): the threads' stacks above say enough.
+    with contextlib.suppress(RuntimeError):
         for task in asyncio.all_tasks():
             task.print_stack(file=sys.stderr)
-    sys.stderr.flush()
+        sys.stderr.flush()
 
 
 def main() -> None:
