@@ -78,7 +78,10 @@ async def test_sigkill_mid_task_runs_it_again_after_the_lease(
     doomed.kill()
     finish(doomed)
     assert await status_of(omniq, task_id) == (TaskStatus.RUNNING, 1)  # stranded, for now
-    rescuer = start_worker(settings, TWIN, "--mode", "serve", "--lease", "1")
+    # The rescuer takes the task once the dead worker's 1 s lease is over; its own
+    # lease is longer, so that a heartbeat late on a loaded machine cannot lose it the
+    # run it is here for (its recovery would put that run's task back as pending).
+    rescuer = start_worker(settings, TWIN, "--mode", "serve", "--lease", "3")
     wait_until(lambda: "end" in " ".join(lines(out)), 30, "the task to run again")
     rescuer.send_signal(signal.SIGTERM)
     assert finish(rescuer)[0] == 0
